@@ -1,0 +1,1 @@
+"""Bakeoff operator: custom resources, planning, kopf handlers, local bake-offs and the CLI."""

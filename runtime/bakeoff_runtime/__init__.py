@@ -1,0 +1,1 @@
+"""Bakeoff runtime core: formats, architectures, GPU classes, memory fit, vLLM arguments, performance model."""
