@@ -19,3 +19,12 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Everything the test tiers need: the Python environment, the control plane and Helm built from Go
+# modules (cached by version), the upstream CRDs, headless Chromium, real vLLM on CPU.
+test-deps: venv
+	bash hack/test-deps.sh
+
+test: test-deps
+	$(MAKE) lint
+	$(PY) -m pytest

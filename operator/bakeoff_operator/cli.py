@@ -1,0 +1,38 @@
+"""The `bakeoff` command: one entry point, subcommands contributed by each package.
+
+Each package exposes `add_parser(subparsers)` and sets `handler` on its parser; heavy imports
+(Locust's gevent patching, uvicorn) happen inside the handlers, so `bakeoff predict` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# Modules that contribute subcommands, in the order `bakeoff --help` lists them.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bakeoff",
+        description="Bake-offs between quantized and hybrid LLM variants: size, serve, measure, recommend.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMAND_MODULES:
+        module = importlib.import_module(name)
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
