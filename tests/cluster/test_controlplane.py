@@ -1,0 +1,270 @@
+"""The test control plane behaves like a cluster: real CRD schemas, garbage collection,
+Deployments, ServiceAccount tokens under RBAC, and Helm talking to it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.support.controlplane import CommandError, ControlPlane, wait_until
+
+pytestmark = pytest.mark.cluster
+
+
+def test_control_plane_serves_the_pinned_kubernetes_version(control_plane: ControlPlane) -> None:
+    version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)
+    assert version["serverVersion"]["gitVersion"].startswith("v1.")
+    assert version["serverVersion"]["minor"].rstrip("+").isdigit()
+    names = control_plane.kubectl("get", "namespaces", "-o", "name").stdout.split()
+    assert "namespace/kube-system" in names
+
+
+def _contains(stored: Any, wanted: Any) -> bool:
+    if isinstance(wanted, dict):
+        return isinstance(stored, dict) and all(k in stored and _contains(stored[k], v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(stored, list) and len(stored) == len(wanted) and all(map(_contains, stored, wanted))
+    return bool(stored == wanted)
+
+
+def _inference_service(name: str, **predictor: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": name},
+        "spec": {"predictor": predictor} if predictor else {},
+    }
+
+
+VALID_SAMPLES: list[dict[str, Any]] = [
+    _inference_service(
+        "tiny-bf16",
+        minReplicas=1,
+        model={
+            "modelFormat": {"name": "huggingface"},
+            "runtime": "bakeoff-vllm",
+            "storageUri": "pvc://models/tiny",
+            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+        },
+    ),
+    {
+        "apiVersion": "serving.kserve.io/v1alpha1",
+        "kind": "ServingRuntime",
+        "metadata": {"name": "bakeoff-vllm"},
+        "spec": {
+            "supportedModelFormats": [{"name": "huggingface", "autoSelect": True}],
+            "containers": [{"name": "kserve-container", "image": "vllm/vllm-openai:v0", "args": ["--port=8080"]}],
+        },
+    },
+    {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "tiny-bf16"},
+        "spec": {
+            "scaleTargetRef": {"name": "tiny-bf16-predictor"},
+            "minReplicaCount": 1,
+            "maxReplicaCount": 4,
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    "metadata": {
+                        "serverAddress": "http://prometheus:9090",
+                        "query": "sum(vllm:num_requests_waiting)",
+                        "threshold": "5",
+                    },
+                }
+            ],
+        },
+    },
+    {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": {"name": "vllm"},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/part-of": "bakeoff"}},
+            "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "scheme": "http"}],
+        },
+    },
+    {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "bakeoff"},
+        "spec": {
+            "groups": [
+                {
+                    "name": "bakeoff.slo",
+                    "rules": [{"alert": "HighLatency", "expr": "vllm:e2e_request_latency_seconds > 2"}],
+                }
+            ]
+        },
+    },
+]
+
+# Each breaks the upstream schema in a way only the real CRD knows about.
+INVALID_SAMPLES: list[tuple[dict[str, Any], str]] = [
+    (_inference_service("no-predictor"), "spec.predictor"),
+    (
+        {
+            "apiVersion": "serving.kserve.io/v1alpha1",
+            "kind": "ServingRuntime",
+            "metadata": {"name": "no-containers"},
+            "spec": {"supportedModelFormats": [{"name": "huggingface"}]},
+        },
+        "spec.containers",
+    ),
+    (
+        {
+            "apiVersion": "keda.sh/v1alpha1",
+            "kind": "ScaledObject",
+            "metadata": {"name": "no-triggers"},
+            "spec": {"scaleTargetRef": {"name": "x"}},
+        },
+        "spec.triggers",
+    ),
+    (
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": {"name": "bad-scheme"},
+            "spec": {"selector": {}, "podMetricsEndpoints": [{"port": "http", "scheme": "ftp"}]},
+        },
+        "scheme",
+    ),
+    (
+        {
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": {"name": "unnamed-group"},
+            "spec": {"groups": [{"rules": [{"record": "x", "expr": "up"}]}]},
+        },
+        "name",
+    ),
+]
+
+
+def test_upstream_crds_are_established(upstream_crds: list[str]) -> None:
+    for crd in (
+        "inferenceservices.serving.kserve.io",
+        "servingruntimes.serving.kserve.io",
+        "clusterservingruntimes.serving.kserve.io",
+        "scaledobjects.keda.sh",
+        "triggerauthentications.keda.sh",
+        "podmonitors.monitoring.coreos.com",
+        "servicemonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ):
+        assert crd in upstream_crds
+
+
+@pytest.mark.usefixtures("upstream_crds")
+@pytest.mark.parametrize("sample", VALID_SAMPLES, ids=lambda s: str(s["kind"]))
+def test_upstream_schema_accepts_a_valid_object(
+    control_plane: ControlPlane, namespace: str, sample: dict[str, Any]
+) -> None:
+    control_plane.apply(sample, namespace=namespace)
+    kind = f"{sample['kind'].lower()}.{sample['apiVersion'].split('/')[0]}"
+    stored = control_plane.get(kind, sample["metadata"]["name"], namespace=namespace)
+    assert stored is not None
+    # A structural schema prunes fields it does not know; every field set here must survive.
+    assert _contains(stored["spec"], sample["spec"]), stored["spec"]
+
+
+@pytest.mark.usefixtures("upstream_crds")
+@pytest.mark.parametrize(
+    ("sample", "field"), INVALID_SAMPLES, ids=lambda s: str(s["kind"]) if isinstance(s, dict) else s
+)
+def test_upstream_schema_rejects_an_invalid_object(
+    control_plane: ControlPlane, namespace: str, sample: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(CommandError) as raised:
+        control_plane.apply(sample, namespace=namespace)
+    message = raised.value.stderr
+    assert any(reason in message for reason in ("Required value", "Unsupported value", "Invalid value")), message
+    assert field in message
+
+
+def test_garbage_collector_deletes_owned_objects(control_plane: ControlPlane, namespace: str) -> None:
+    control_plane.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}, "data": {"role": "owner"}},
+        namespace=namespace,
+    )
+    owner = control_plane.get("configmap", "owner", namespace=namespace)
+    assert owner is not None
+    control_plane.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": "child",
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}
+                ],
+            },
+        },
+        namespace=namespace,
+    )
+    control_plane.kubectl("delete", "configmap", "owner", "--namespace", namespace)
+    wait_until(
+        lambda: control_plane.get("configmap", "child", namespace=namespace) is None,
+        timeout=60,
+        what="the garbage collector to delete the owned ConfigMap",
+    )
+
+
+def test_deployment_controller_creates_a_replicaset(control_plane: ControlPlane, namespace: str) -> None:
+    control_plane.kubectl("create", "deployment", "web", "--image=registry.invalid/web:1", "--namespace", namespace)
+    wait_until(
+        lambda: bool(
+            control_plane.kubectl(
+                "get", "replicasets", "-l", "app=web", "-o", "name", "--namespace", namespace
+            ).stdout.strip()
+        ),
+        timeout=60,
+        what="the Deployment controller to create a ReplicaSet",
+    )
+
+
+def test_service_account_is_forbidden_until_rbac_allows_it(control_plane: ControlPlane, namespace: str) -> None:
+    kubeconfig = control_plane.service_account_kubeconfig(namespace, "reader")
+    denied = control_plane.kubectl("get", "configmaps", "--namespace", namespace, kubeconfig=kubeconfig, check=False)
+    assert denied.returncode != 0
+    assert "forbidden" in denied.stderr.lower()
+    assert f"system:serviceaccount:{namespace}:reader" in denied.stderr
+
+    control_plane.apply(
+        [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": "configmap-reader", "namespace": namespace},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "reader", "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-reader"},
+                "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+            },
+        ]
+    )
+    # RBAC changes reach the authorizer through an informer, so allow a moment.
+    wait_until(
+        lambda: control_plane.can_i("list", "configmaps", namespace=namespace, kubeconfig=kubeconfig),
+        timeout=30,
+        what="the RoleBinding to take effect",
+    )
+    allowed = control_plane.kubectl("get", "configmaps", "--namespace", namespace, kubeconfig=kubeconfig)
+    assert "kube-root-ca.crt" in allowed.stdout
+    assert not control_plane.can_i("delete", "configmaps", namespace=namespace, kubeconfig=kubeconfig)
+
+
+@pytest.mark.helm
+@pytest.mark.usefixtures("helm_binary")
+def test_helm_reaches_the_control_plane(control_plane: ControlPlane, namespace: str) -> None:
+    version = control_plane.helm("version", "--short").stdout
+    assert version.startswith("v3.")
+    listed = json.loads(control_plane.helm("list", "--namespace", namespace, "-o", "json").stdout)
+    assert listed == []

@@ -1,0 +1,76 @@
+"""pytest fixtures around `ControlPlane`, shared by every test folder that needs a cluster.
+
+A folder's conftest.py re-exports what it uses::
+
+    from tests.support.fixtures import control_plane, namespace, upstream_crds  # noqa: F401
+
+The control plane is session-scoped: it starts once (a few seconds) and all cluster tests share it,
+each in its own namespace. Without the binaries, tests fail under CI=true and are skipped elsewhere,
+both with the command that builds them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from tests.support.controlplane import (
+    BUILD_HINT,
+    CONTROL_PLANE_TOOLS,
+    ControlPlane,
+    ToolsMissingError,
+    find_tool,
+    missing_tools,
+    tools_dir,
+)
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Fail under CI (where hack/build-tools.sh must have run) and skip on a developer machine."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A running etcd + kube-apiserver + kube-controller-manager, shared by the whole session."""
+    missing = missing_tools(CONTROL_PLANE_TOOLS)
+    if missing:
+        unavailable(f"{', '.join(missing)} not built in {tools_dir() / 'bin'}: {BUILD_HINT}")
+    with ControlPlane(tmp_path_factory.mktemp("control-plane")) as cp:
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def upstream_crds(control_plane: ControlPlane) -> list[str]:
+    """Names of the KServe, KEDA and prometheus-operator CRDs, installed once per session."""
+    try:
+        return control_plane.install_upstream_crds()
+    except ToolsMissingError as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture(scope="session")
+def helm_binary() -> Path:
+    """The pinned helm binary from hack/build-tools.sh."""
+    try:
+        return find_tool("helm")
+    except ToolsMissingError as exc:
+        unavailable(str(exc))
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+    stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem or 'test'}-{uuid.uuid4().hex[:6]}"
+    control_plane.create_namespace(name)
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
