@@ -1,0 +1,73 @@
+"""The definitions of every number the load harness reports.
+
+One source of truth: reports, ``docs/measurement.md`` and the results JSON all quote these texts, and
+the functions in :mod:`bakeoff_loadtest.records` compute exactly what they say.
+"""
+
+from __future__ import annotations
+
+DEFINITIONS: dict[str, str] = {
+    "request start": (
+        "The monotonic clock (time.perf_counter) read immediately before the request is written to "
+        "the connection; connection set-up on a fresh connection is included."
+    ),
+    "content token": (
+        "A streamed chunk whose choice carries non-empty text (chat: delta.content or "
+        "delta.reasoning_content; completions: text). Role-only chunks and the usage chunk are not "
+        "content. A server may put several tokens in one chunk; timings are per chunk."
+    ),
+    "TTFT": "Time to first token: request start to the arrival of the first content token.",
+    "ITL": (
+        "Inter-token latency: the gaps between the arrivals of consecutive content tokens of one "
+        "request; every gap of every successful request is one sample."
+    ),
+    "TPOT": (
+        "Time per output token: (E2E - TTFT) / (output tokens - 1) for a request with at least two "
+        "output tokens; output tokens come from the server's usage chunk."
+    ),
+    "E2E": "End-to-end latency: request start to the end of the response stream.",
+    "output tokens": (
+        "usage.completion_tokens from the server's final usage chunk (stream_options.include_usage), "
+        "never a count of chunks; prompt tokens likewise come from usage.prompt_tokens."
+    ),
+    "output tokens/s": (
+        "Output tokens of successful requests divided by the wall time of the load point (first "
+        "request start to last request end)."
+    ),
+    "goodput": (
+        "Successful requests per second that met every SLO of the bake-off: TTFT <= the TTFT target, "
+        "TPOT <= the ITL target (the request's mean inter-token latency) and, when set, E2E <= the "
+        "E2E target."
+    ),
+    "meets SLO": (
+        "A load point meets the SLO when the SLO percentile (p99 unless set) of TTFT and of ITL are "
+        "within their targets and the failure rate is at most the allowed failure rate."
+    ),
+    "max QPS under SLO": "The highest offered request rate of a rate sweep whose load point meets the SLO.",
+    "saturation knee": (
+        "The load level with the highest power, output tokens/s divided by median E2E latency: past "
+        "it, extra load buys less throughput than it costs in latency."
+    ),
+    "saturation": (
+        "The first load level of a sweep whose median E2E exceeds 1.5 times the median E2E of the "
+        "lowest level, or whose failure rate exceeds the allowed failure rate."
+    ),
+    "failure": (
+        "A request that could not connect, got a non-2xx status, got a body that is not an SSE "
+        "stream, got a stream without a usage chunk, a stream cut before [DONE], an error event, or "
+        "timed out. Requests still in flight when the drain timeout ends are counted as cancelled, "
+        "not as failures."
+    ),
+    "percentile": (
+        "Linear interpolation between closest ranks (numpy's default, Hyndman-Fan type 7); the 95% "
+        "confidence interval is a seeded percentile bootstrap over requests (ITL: over samples)."
+    ),
+    "cost per 1M output tokens": (
+        "price per GPU-hour x GPUs per replica x replicas x wall hours / output tokens x 1e6; per 1M "
+        "total tokens divides by prompt + output tokens instead. The price is an input of the run."
+    ),
+    "A/B comparison": (
+        "Two-sided Mann-Whitney U test (normal approximation with tie and continuity corrections) on "
+        "per-request values, with Cliff's delta as effect size and the Hodges-Lehmann shift."
+    ),
+}

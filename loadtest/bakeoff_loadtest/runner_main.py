@@ -1,0 +1,36 @@
+"""Child-process entry of ``run_spec``: imports Locust first, runs, writes the result JSON."""
+
+from __future__ import annotations
+
+# isort: off
+from bakeoff_loadtest import locust_users  # noqa: F401  first: Locust patches the standard library
+# isort: on
+
+import argparse
+from pathlib import Path
+
+from bakeoff_loadtest.results import RunResult
+from bakeoff_loadtest.runner import run_spec
+from bakeoff_loadtest.spec import RunSpec
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m bakeoff_loadtest.runner_main")
+    ap.add_argument("--spec", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out-dir", type=Path)
+    ap.add_argument("--metrics-port", type=int)
+    a = ap.parse_args(argv)
+    spec = RunSpec.model_validate_json(a.spec.read_text())
+
+    def save(result: RunResult) -> None:
+        tmp = a.out.with_suffix(".tmp")
+        tmp.write_text(result.model_dump_json())
+        tmp.replace(a.out)
+
+    result = run_spec(spec, out_dir=a.out_dir, isolation="inline", metrics_port=a.metrics_port, on_point=save)
+    save(result)
+
+
+if __name__ == "__main__":
+    main()
