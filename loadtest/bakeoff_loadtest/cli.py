@@ -1,0 +1,260 @@
+"""``bakeoff loadtest``: run a load test of one variant and write results and a report.
+
+``add_parser(subparsers)`` registers the sub-command on a parent parser; ``python -m
+bakeoff_loadtest.cli loadtest ...`` runs it alone. Exit status: 0 done, 1 the run ended early
+(results so far are written), 2 bad flags or values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bakeoff_loadtest.cost import CostInputs
+from bakeoff_loadtest.results import RunResult, write_results
+from bakeoff_loadtest.spec import SLO, LoadMode, RunSpec
+from bakeoff_loadtest.workloads import LengthDistribution, UseCase, Workload, use_case_workload
+
+# pydantic field path -> the flag a user typed, so errors name what to fix.
+_FLAGS = {
+    "endpoint": "--endpoint",
+    "model": "--model",
+    "variant": "--variant",
+    "concurrency": "--concurrency",
+    "rate_rps": "--rate",
+    "levels": "--levels",
+    "duration_s": "--duration",
+    "max_requests": "--max-requests",
+    "seed": "--seed",
+    "workers": "--workers",
+    "slo.ttft_ms": "--slo-ttft-ms",
+    "slo.itl_ms": "--slo-itl-ms",
+    "slo.e2e_ms": "--slo-e2e-ms",
+    "slo.percentile": "--slo-percentile",
+    "slo.max_failure_rate": "--slo-max-failure-rate",
+    "cost.gpu_class": "--gpu-class",
+    "cost.price_per_gpu_hour": "--price-per-gpu-hour",
+    "cost.gpus": "--gpus",
+    "cost.replicas": "--replicas",
+    "request_timeout_s": "--timeout",
+    "drain_timeout_s": "--drain-timeout",
+    "max_in_flight": "--max-in-flight",
+    "ttft_ms": "--slo-ttft-ms",
+    "itl_ms": "--slo-itl-ms",
+    "e2e_ms": "--slo-e2e-ms",
+    "percentile": "--slo-percentile",
+    "max_failure_rate": "--slo-max-failure-rate",
+    "gpu_class": "--gpu-class",
+    "price_per_gpu_hour": "--price-per-gpu-hour",
+    "gpus": "--gpus",
+    "replicas": "--replicas",
+    "workload.prompt_tokens": "--prompt-tokens",
+    "workload.output_tokens": "--output-tokens",
+}
+
+
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,2,4,8, got {text!r}") from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``loadtest`` on ``subparsers``."""
+    p = subparsers.add_parser(
+        "loadtest",
+        help="load-test one variant's OpenAI-compatible endpoint",
+        description=(
+            "Stream requests at an OpenAI-compatible endpoint with Locust, measure TTFT, ITL, TPOT, E2E, "
+            "throughput, goodput and cost per 1M tokens, and write JSON, CSV and an HTML report."
+        ),
+    )
+    p.add_argument("--endpoint", required=True, help="base URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--model", required=True, help="served model name")
+    p.add_argument("--variant", default="", help="label in results (default: the model)")
+    p.add_argument("--api", choices=["chat", "completions"], default="chat")
+    p.add_argument(
+        "--workload",
+        default="instruction-following",
+        help=f"use case ({', '.join(u.value for u in UseCase)}) or 'custom' with --prompt/--output-tokens",
+    )
+    p.add_argument("--prompt-tokens", type=int, help="custom workload: prompt tokens (mean)")
+    p.add_argument("--output-tokens", type=int, help="custom workload: output tokens (mean)")
+    p.add_argument("--length-dist", choices=["fixed", "uniform", "normal"], default="fixed")
+    p.add_argument("--spread", type=float, default=0.2, help="relative spread of uniform/normal lengths")
+    p.add_argument("--mode", choices=[m.value for m in LoadMode], default="sync")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--rate", type=float, help="offered requests/s (rate mode)")
+    p.add_argument("--arrival", choices=["constant", "poisson"], default="poisson")
+    p.add_argument("--levels", type=_levels, default=(), help="sweep levels, e.g. 1,2,4,8")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds per load point")
+    p.add_argument("--max-requests", type=int, help="requests per load point")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--slo-ttft-ms", type=float)
+    p.add_argument("--slo-itl-ms", type=float)
+    p.add_argument("--slo-e2e-ms", type=float)
+    p.add_argument("--slo-percentile", type=float, default=99.0)
+    p.add_argument("--slo-max-failure-rate", type=float, default=0.01)
+    p.add_argument("--gpu-class", default="unknown")
+    p.add_argument("--price-per-gpu-hour", type=float, default=0.0, help="USD; 0 leaves cost out")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per replica")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--workers", type=int, default=0, help="Locust worker processes (0: one process)")
+    p.add_argument("--tokenizer", help="'server' (/tokenize) or a tokenizer.json path; default: words")
+    p.add_argument("--timeout", type=float, default=600.0, help="per-read network timeout, seconds")
+    p.add_argument("--drain-timeout", type=float, default=120.0)
+    p.add_argument("--max-in-flight", type=int, default=4096)
+    p.add_argument("--metrics-port", type=int, help="serve live Prometheus metrics on this port")
+    p.add_argument("--out", type=Path, default=Path("loadtest-results"), help="results directory")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.set_defaults(func=handle)
+
+
+def _flag(loc: tuple[int | str, ...]) -> str:
+    parts = [str(x) for x in loc if not str(x).isdigit()]
+    for n in range(len(parts), 0, -1):
+        key = ".".join(parts[:n])
+        if key in _FLAGS:
+            return _FLAGS[key]
+    return ".".join(parts)
+
+
+def _explain(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = tuple(err["loc"])
+        lines.append(f"{_flag(loc)}: {msg}" if loc else msg)
+    return "; ".join(lines)
+
+
+def build_spec(a: argparse.Namespace) -> RunSpec:
+    """The RunSpec for the parsed flags; raises ValueError with a message naming the flag."""
+    try:
+        if a.workload == "custom":
+            if a.prompt_tokens is None or a.output_tokens is None:
+                raise ValueError("--workload custom needs --prompt-tokens and --output-tokens")
+            workload = _custom(a)
+        else:
+            if a.prompt_tokens is not None or a.output_tokens is not None:
+                raise ValueError("--prompt-tokens/--output-tokens apply to --workload custom only")
+            workload = use_case_workload(a.workload, kind=a.length_dist, spread=a.spread)
+        return RunSpec(
+            endpoint=a.endpoint,
+            model=a.model,
+            variant=a.variant,
+            api=a.api,
+            workload=workload,
+            mode=LoadMode(a.mode),
+            concurrency=a.concurrency,
+            rate_rps=a.rate,
+            arrival=a.arrival,
+            levels=a.levels,
+            duration_s=a.duration,
+            max_requests=a.max_requests,
+            seed=a.seed,
+            slo=SLO(
+                ttft_ms=a.slo_ttft_ms,
+                itl_ms=a.slo_itl_ms,
+                e2e_ms=a.slo_e2e_ms,
+                percentile=a.slo_percentile,
+                max_failure_rate=a.slo_max_failure_rate,
+            ),
+            cost=CostInputs(
+                gpu_class=a.gpu_class, price_per_gpu_hour=a.price_per_gpu_hour, gpus=a.gpus, replicas=a.replicas
+            ),
+            workers=a.workers,
+            tokenizer=a.tokenizer,
+            request_timeout_s=a.timeout,
+            drain_timeout_s=a.drain_timeout,
+            max_in_flight=a.max_in_flight,
+        )
+    except ValidationError as e:
+        raise ValueError(_explain(e)) from None
+
+
+def _custom(a: argparse.Namespace) -> Workload:
+    def dist(mean: int, flag: str) -> LengthDistribution:
+        if mean < 1:
+            raise ValueError(f"{flag} must be at least 1, got {mean}")
+        if a.length_dist == "fixed":
+            return LengthDistribution(kind="fixed", mean=mean)
+        half = max(1, round(mean * a.spread))
+        if a.length_dist == "uniform":
+            return LengthDistribution(kind="uniform", mean=mean, min=max(1, mean - half), max=mean + half)
+        return LengthDistribution(
+            kind="normal", mean=mean, std=max(1e-9, mean * a.spread), min=max(1, mean - 2 * half), max=mean + 2 * half
+        )
+
+    return Workload(
+        name="custom",
+        prompt_tokens=dist(a.prompt_tokens, "--prompt-tokens"),
+        output_tokens=dist(a.output_tokens, "--output-tokens"),
+    )
+
+
+def handle(a: argparse.Namespace) -> int:
+    """Run the load test the flags describe; returns the exit status."""
+    try:
+        spec = build_spec(a)
+    except ValueError as e:
+        print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
+        return 2
+    from bakeoff_loadtest.runner import run_spec
+
+    try:
+        result = run_spec(spec, out_dir=a.out, metrics_port=a.metrics_port)
+    except (RuntimeError, ValueError) as e:
+        print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
+        return 1
+    write_results(a.out, [result])
+    if not a.no_report:
+        from bakeoff_loadtest.report import render_report
+
+        render_report([result], a.out / "report.html")
+    print(summary_text(result))
+    print(f"results: {a.out}")
+    if result.error:
+        print(f"bakeoff loadtest: the run ended early: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary_text(result: RunResult) -> str:
+    """A plain-text table of the load points."""
+
+    def f(x: float | None, d: int = 1) -> str:
+        return "-" if x is None else f"{x:.{d}f}"
+
+    head = (
+        f"{'load':>12} {'ok':>6} {'fail':>5} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} {'ITL p99':>8} "
+        f"{'tok/s':>9} {'req/s':>7} {'SLO':>4} {'$/1M out':>9}"
+    )
+    lines = [f"{result.variant} · {result.spec.workload.name} · {result.spec.mode.value}", head]
+    for p in result.points:
+        load = f"{p.rate_rps:g}/s" if p.rate_rps is not None else f"c={p.concurrency}"
+        slo = "-" if p.meets_slo is None else ("yes" if p.meets_slo else "no")
+        lines.append(
+            f"{load:>12} {p.requests_ok:>6} {p.requests_failed:>5} {f(p.ttft_ms.p50):>9} {f(p.ttft_ms.p99):>9} "
+            f"{f(p.itl_ms.p50, 2):>8} {f(p.itl_ms.p99, 2):>8} {f(p.output_tokens_per_s):>9} "
+            f"{f(p.requests_per_s, 2):>7} {slo:>4} {f(p.usd_per_1m_output_tokens, 3):>9}"
+        )
+    for w in result.warnings:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bakeoff")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

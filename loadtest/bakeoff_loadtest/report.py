@@ -1,0 +1,306 @@
+"""A self-contained HTML report: inline CSS and inline SVG plots, no external URL of any kind.
+
+A Content-Security-Policy meta tag forbids the page from loading anything, so the report opens the
+same offline, in a mail attachment or from a CI artifact.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from bakeoff_loadtest.compare import Comparison, pareto_front
+from bakeoff_loadtest.definitions import DEFINITIONS
+from bakeoff_loadtest.results import LatencySummary, LoadPoint, RunResult, now_utc
+
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1200px;
+color:#1d2430;padding:0 1rem}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d5dae1}
+table{border-collapse:collapse;font-size:.85rem;width:100%}
+th,td{border:1px solid #d5dae1;padding:.3rem .45rem;text-align:right}
+th{background:#f1f4f8}td.l,th.l{text-align:left}
+.muted{color:#5b6573;font-size:.85rem}.ok{color:#11703a;font-weight:600}.bad{color:#a11c1c;font-weight:600}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1rem}
+figure{margin:0}figcaption{font-size:.85rem;color:#5b6573}
+#recommendation{background:#eef6ee;border-left:4px solid #2f8a45;padding:.8rem 1rem}
+dt{font-weight:600;margin-top:.5rem}dd{margin-left:1rem}
+svg{max-width:100%;height:auto}
+"""
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    # The XML prolog and DOCTYPE are not allowed inside HTML; the DOCTYPE also names a URL.
+    text = re.sub(r"<\?xml[^>]*\?>", "", text)
+    text = re.sub(r"<!DOCTYPE[^>]*>", "", text, flags=re.S)
+    return text.strip()
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def _ci(s: LatencySummary, q: int) -> str:
+    ci = {50: s.p50_ci, 90: s.p90_ci, 99: s.p99_ci}[q]
+    val = {50: s.p50, 90: s.p90, 99: s.p99}[q]
+    if ci is None:
+        return _fmt(val)
+    return f"{_fmt(val)} <span class='muted'>[{_fmt(ci[0])}, {_fmt(ci[1])}]</span>"
+
+
+def _label(r: RunResult) -> str:
+    return r.variant
+
+
+def _level(r: RunResult, p: LoadPoint) -> str:
+    return f"{p.rate_rps:g}/s" if r.spec.open_loop else f"c={p.concurrency}"
+
+
+def _plot_latency_throughput(results: Sequence[RunResult]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for r in results:
+        pts = sorted((p for p in r.points if p.requests_ok), key=lambda p: p.level)
+        if not pts:
+            continue
+        ax.plot(
+            [p.output_tokens_per_s for p in pts],
+            [p.e2e_ms.p50 or math.nan for p in pts],
+            marker="o",
+            label=_label(r),
+        )
+    ax.set_xlabel("output tokens/s")
+    ax.set_ylabel("median E2E latency (ms)")
+    ax.set_title("Latency against throughput")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _ecdf(ax: Axes, values: Sequence[float], label: str) -> None:
+    xs = sorted(values)
+    if not xs:
+        return
+    n = len(xs)
+    ax.step(xs, [(i + 1) / n for i in range(n)], where="post", label=label)
+
+
+def _plot_distribution(results: Sequence[RunResult], which: str) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for r in results:
+        p = r.best_point() or (r.points[-1] if r.points else None)
+        if p is None:
+            continue
+        if which == "ttft":
+            vals = [s.ttft_ms for s in p.requests if s.ok and s.ttft_ms is not None]
+        else:
+            vals = list(p.itl_samples_ms)
+        _ecdf(ax, [float(v) for v in vals], f"{_label(r)} ({_level(r, p)})")
+    name = "TTFT" if which == "ttft" else "ITL"
+    ax.set_xlabel(f"{name} (ms)")
+    ax.set_ylabel("fraction of samples ≤ x")
+    ax.set_title(f"{name} distribution (empirical CDF)")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _plot_cost(results: Sequence[RunResult]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    names, outs, totals = [], [], []
+    for r in results:
+        p = r.best_point()
+        names.append(_label(r))
+        outs.append((p.usd_per_1m_output_tokens if p else None) or 0.0)
+        totals.append((p.usd_per_1m_total_tokens if p else None) or 0.0)
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], outs, width=0.4, label="per 1M output tokens")
+    ax.bar([x + 0.2 for x in xs], totals, width=0.4, label="per 1M total tokens")
+    ax.set_xticks(list(xs), names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("USD")
+    ax.set_title("Cost per 1M tokens (best point within SLO)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _plot_pareto(results: Sequence[RunResult]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    items: list[tuple[float, float]] = []
+    labels: list[str] = []
+    for r in results:
+        xs, ys = [], []
+        for p in r.points:
+            lat, usd = p.ttft_ms.p99, p.usd_per_1m_output_tokens
+            if lat is None or usd is None:
+                continue
+            xs.append(lat)
+            ys.append(usd)
+            items.append((lat, usd))
+            labels.append(f"{_label(r)} {_level(r, p)}")
+        if xs:
+            ax.scatter(xs, ys, label=_label(r), s=24)
+    front = pareto_front(items)
+    if front:
+        ax.plot([items[i][0] for i in front], [items[i][1] for i in front], "k--", lw=1, label="Pareto frontier")
+    ax.set_xlabel("p99 TTFT (ms)")
+    ax.set_ylabel("USD per 1M output tokens")
+    ax.set_title("Cost against latency")
+    ax.grid(alpha=0.3)
+    if items:
+        ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _summary_rows(results: Sequence[RunResult]) -> str:
+    rows = []
+    for r in results:
+        for p in r.points:
+            best = p is r.best_point()
+            slo = (
+                "–"
+                if p.meets_slo is None
+                else ("<span class='ok'>yes</span>" if p.meets_slo else "<span class='bad'>no</span>")
+            )
+            fails = ", ".join(f"{k}: {v}" for k, v in p.failures_by_cause.items()) or "0"
+            rows.append(
+                "<tr>"
+                f"<td class='l'>{html.escape(r.variant)}{' ★' if best else ''}</td>"
+                f"<td class='l'>{html.escape(r.spec.workload.name)}</td>"
+                f"<td class='l'>{html.escape(r.spec.mode.value)} {html.escape(_level(r, p))}</td>"
+                f"<td>{p.requests_ok}</td>"
+                f"<td>{_ci(p.ttft_ms, 50)}</td><td>{_ci(p.ttft_ms, 99)}</td>"
+                f"<td>{_ci(p.itl_ms, 50)}</td><td>{_ci(p.itl_ms, 99)}</td>"
+                f"<td>{_fmt(p.tpot_ms.p50, 2)}</td><td>{_ci(p.e2e_ms, 50)}</td>"
+                f"<td>{_fmt(p.output_tokens_per_s)}</td><td>{_fmt(p.requests_per_s, 2)}</td>"
+                f"<td>{_fmt(p.goodput_rps, 2)}</td><td>{slo}</td>"
+                f"<td>{_fmt(p.usd_per_1m_output_tokens, 3)}</td><td>{_fmt(p.usd_per_1m_total_tokens, 3)}</td>"
+                f"<td class='l'>{html.escape(fails)}</td>"
+                "</tr>"
+            )
+    return "\n".join(rows)
+
+
+def render_report(
+    results: Sequence[RunResult],
+    out_path: str | Path,
+    recommendation: str | None = None,
+    *,
+    comparisons: Sequence[Comparison] = (),
+    title: str = "Bakeoff load test report",
+) -> Path:
+    """Write the report to ``out_path`` and return the path."""
+    if not results:
+        raise ValueError("render_report needs at least one result")
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plots = [
+        (
+            "plot-latency-throughput",
+            "Median E2E latency against output tokens/s, per load level.",
+            _plot_latency_throughput(results),
+        ),
+        ("plot-ttft", "TTFT of the best point of each variant.", _plot_distribution(results, "ttft")),
+        ("plot-itl", "ITL of the best point of each variant (seeded reservoir).", _plot_distribution(results, "itl")),
+        ("plot-cost", "Cost per 1M tokens at each variant's best point.", _plot_cost(results)),
+        (
+            "plot-pareto",
+            "Every load point; the dashed line joins those no other point beats on both axes.",
+            _plot_pareto(results),
+        ),
+    ]
+    figures = "\n".join(
+        f"<figure id='{pid}'>{svg}<figcaption>{html.escape(cap)}</figcaption></figure>" for pid, cap, svg in plots
+    )
+    rec = (
+        f"<section id='recommendation'><h2>Recommendation</h2><p>{html.escape(recommendation)}</p></section>"
+        if recommendation
+        else ""
+    )
+    comp_rows = "\n".join(
+        f"<tr><td class='l'>{html.escape(c.b)} vs {html.escape(c.a)}</td><td class='l'>{html.escape(c.metric)}</td>"
+        f"<td>{_fmt(c.median_a, 2)}</td><td>{_fmt(c.median_b, 2)}</td><td>{_fmt(c.shift, 2)}</td>"
+        f"<td>{c.p_value:.3g}</td><td>{c.cliffs_delta:+.2f}</td><td class='l'>{html.escape(c.verdict)}</td></tr>"
+        for c in comparisons
+    )
+    comp = (
+        "<section id='comparisons'><h2>A/B comparisons</h2><table><tr><th class='l'>pair</th><th class='l'>metric</th>"
+        "<th>median A</th><th>median B</th><th>shift B−A</th><th>p</th><th>Cliff's δ</th>"
+        "<th class='l'>verdict</th></tr>"
+        f"{comp_rows}</table></section>"
+        if comparisons
+        else ""
+    )
+    slo_lines = []
+    for r in results:
+        s = r.spec.slo
+        if not s.empty:
+            slo_lines.append(
+                f"{html.escape(r.variant)}: TTFT ≤ {_fmt(s.ttft_ms)} ms, ITL ≤ {_fmt(s.itl_ms)} ms, "
+                f"E2E ≤ {_fmt(s.e2e_ms)} ms at p{s.percentile:g}, failures ≤ {s.max_failure_rate:.1%}"
+            )
+    costs = "; ".join(
+        f"{html.escape(r.variant)}: {html.escape(r.spec.cost.gpu_class)} at "
+        f"${r.spec.cost.price_per_gpu_hour:g}/GPU-h × "
+        f"{r.spec.cost.gpus} GPU × {r.spec.cost.replicas} replica"
+        for r in results
+    )
+    warnings = [f"{r.variant}: {w}" for r in results for w in r.warnings] + [
+        f"{r.variant}: run ended early: {r.error}" for r in results if r.error
+    ]
+    warn_html = (
+        "<section id='warnings'><h2>Warnings</h2><ul>"
+        + "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        + "</ul></section>"
+        if warnings
+        else ""
+    )
+    defs = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in DEFINITIONS.items())
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="muted">Generated {now_utc().strftime("%Y-%m-%d %H:%M UTC")} · {len(results)} variant(s) ·
+workload(s): {html.escape(", ".join(sorted({r.spec.workload.name for r in results})))}</p>
+{rec}
+<section id="summary"><h2>Results</h2>
+<p class="muted">Latencies in ms, p50/p99 with 95% confidence intervals in brackets; ★ marks each variant's
+best point (most output tokens/s within the SLO).</p>
+<table id="summary-table"><tr><th class="l">variant</th><th class="l">workload</th><th class="l">load</th>
+<th>requests</th><th>TTFT p50</th><th>TTFT p99</th><th>ITL p50</th><th>ITL p99</th><th>TPOT p50</th>
+<th>E2E p50</th><th>output tok/s</th><th>req/s</th><th>goodput req/s</th><th>meets SLO</th>
+<th>$ / 1M output</th><th>$ / 1M total</th><th class="l">failures</th></tr>
+{_summary_rows(results)}
+</table>
+<p class="muted">SLO: {"; ".join(slo_lines) or "none set"}. Cost inputs: {costs}.</p>
+</section>
+{comp}
+<section id="plots"><h2>Plots</h2><div class="plots">{figures}</div></section>
+{warn_html}
+<section id="definitions"><h2>Definitions</h2><dl>{defs}</dl></section>
+</body></html>
+"""
+    out.write_text(doc, encoding="utf-8")
+    return out
