@@ -308,7 +308,7 @@ class VariantResult(ApiModel):
     accuracy_recovery: float | None = Field(
         default=None, ge=0, le=1.5, description="Accuracy as a fraction of the baseline (from the variant)."
     )
-    meets_slo: bool | None = Field(default=None, alias="meetsSLO", description="The SLO held at some load level.")
+    meets_slo: bool | None = Field(default=None, description="The SLO held at some load level.")
     within_accuracy_budget: bool | None = Field(default=None, description="Recovery within the accuracy budget.")
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from bakeoff_runtime.formats import ComputeDtype
 from bakeoff_runtime.gpus import GPUPrice, GPUSpec
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from bakeoff_operator.api.common import (
     API_VERSION,
@@ -40,6 +40,12 @@ class GPUPricing(ApiModel):
     spot: float | None = Field(
         default=None, ge=0, le=1000, description="Spot/preemptible price, USD per GPU-hour (BakeOff `pricing.spot`)."
     )
+
+    @model_validator(mode="after")
+    def _spot_not_above_on_demand(self) -> GPUPricing:
+        if self.spot is not None and self.spot > self.on_demand:
+            raise ValueError(f"spot ({self.spot}) must not exceed onDemand ({self.on_demand})")
+        return self
 
 
 class TFLOPS(ApiModel):
