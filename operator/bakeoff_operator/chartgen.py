@@ -234,7 +234,11 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
             target = _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
             rest = {k: _inline(v, defs) for k, v in node.items() if k != "$ref"}
             return {**target, **rest}
-        return {k: _inline(v, defs) for k, v in node.items() if k not in {"$defs", "title"}}
+        return {
+            k: _inline(v, defs)
+            for k, v in node.items()
+            if k not in {"$defs", "title"} and not k.startswith("x-kubernetes-")
+        }
     if isinstance(node, list):
         return [_inline(v, defs) for v in node]
     return node

@@ -20,6 +20,7 @@ def variant(name: str = "llama-8b-fp8", **spec: Any) -> dict[str, Any]:
 def bakeoff(name: str = "chat", **spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"variants": ["llama-8b-fp8"], "workload": {"useCase": "multi-turn-chat"}}
     body.update(spec)
+    body = {k: v for k, v in body.items() if v is not None}
     return {"apiVersion": "bakeoff.dev/v1alpha1", "kind": "BakeOff", "metadata": {"name": name}, "spec": body}
 
 

@@ -56,6 +56,8 @@ class ApiModel(BaseModel):
 def cel(rule: str, message: str, field_path: str | None = None, reason: str | None = None) -> dict[str, Any]:
     """One `x-kubernetes-validations` entry; the pydantic validator of the same model mirrors it."""
     out: dict[str, Any] = {"rule": rule, "message": message}
+    if field_path and not field_path.startswith("."):
+        raise ValueError(f"fieldPath {field_path!r} must start with '.' (relative to the object the rule is on)")
     if field_path:
         out["fieldPath"] = field_path
     if reason:

@@ -32,7 +32,7 @@ class GPUPricing(ApiModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel("!has(self.spot) || self.spot <= self.onDemand", "spot must not exceed onDemand", "spot")
+            cel("!has(self.spot) || self.spot <= self.onDemand", "spot must not exceed onDemand", ".spot")
         )
     )
 

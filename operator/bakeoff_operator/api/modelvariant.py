@@ -133,12 +133,12 @@ ARCHITECTURE_RULES: Final = (
         "!has(self.kind) || self.kind != 'hybrid' || has(self.catalog) || "
         "(has(self.mambaLayers) && self.mambaLayers > 0)",
         "a hybrid architecture needs mambaLayers > 0",
-        "mambaLayers",
+        ".mambaLayers",
     ),
     cel(
         "!has(self.kind) || self.kind != 'dense' || !has(self.mambaLayers) || self.mambaLayers == 0",
         "a dense architecture has no Mamba layers; set kind: hybrid or remove mambaLayers",
-        "mambaLayers",
+        ".mambaLayers",
     ),
     cel(
         "!has(self.mambaLayers) || self.mambaLayers == 0 || "
@@ -149,7 +149,7 @@ ARCHITECTURE_RULES: Final = (
         "!has(self.catalog) || !has(self.kind) || "
         f"(self.kind == 'hybrid') == (self.catalog in {_cel_list(HYBRID_ARCHITECTURE_IDS)})",
         "kind contradicts the catalog architecture; remove kind (the catalog knows it)",
-        "kind",
+        ".kind",
     ),
     cel(
         "!has(self.numLayers) || ((has(self.attentionLayers) ? self.attentionLayers : self.numLayers - "
@@ -305,7 +305,7 @@ class Serving(ApiModel):
                 "extraArgs must not set flags Bakeoff derives from the spec (--model, --quantization, "
                 "--tensor-parallel-size, --kv-cache-dtype, --max-model-len, --max-num-seqs, "
                 "--gpu-memory-utilization, --served-model-name, --dtype, --host, --port); set the spec field",
-                "extraArgs",
+                ".extraArgs",
             )
         )
     )
