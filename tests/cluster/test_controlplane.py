@@ -136,10 +136,10 @@ INVALID_SAMPLES: list[tuple[dict[str, Any], str]] = [
         {
             "apiVersion": "monitoring.coreos.com/v1",
             "kind": "PrometheusRule",
-            "metadata": {"name": "unnamed-group"},
-            "spec": {"groups": [{"rules": [{"record": "x", "expr": "up"}]}]},
+            "metadata": {"name": "bad-duration"},
+            "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up == 0", "for": "5 minutes"}]}]},
         },
-        "name",
+        "spec.groups[0].rules[0].for",
     ),
 ]
 
@@ -268,3 +268,10 @@ def test_helm_reaches_the_control_plane(control_plane: ControlPlane, namespace: 
     assert version.startswith("v3.")
     listed = json.loads(control_plane.helm("list", "--namespace", namespace, "-o", "json").stdout)
     assert listed == []
+
+
+def test_fake_gpu_node_advertises_gpu_capacity(control_plane: ControlPlane) -> None:
+    node = control_plane.add_gpu_node("gpu-node-a", gpus=4, gpu_product="NVIDIA-H100-80GB-HBM3")
+    assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    listed = control_plane.kubectl("get", "nodes", "-l", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", "-o", "name")
+    assert listed.stdout.split() == ["node/gpu-node-a"]

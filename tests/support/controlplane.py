@@ -479,6 +479,9 @@ class ControlPlane:
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # A loopback address cannot be published as the `kubernetes` Service's endpoint,
+                # and nothing in-cluster would dial it anyway.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={api_port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki.server_cert}",
@@ -555,14 +558,24 @@ class ControlPlane:
 
     def _get(self, path: str) -> int:
         """Status code of an admin GET against the API server; 0 when it cannot be reached."""
+        return self._request(path)[0]
+
+    def _request(self, path: str) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(f"{self.server}{path}", timeout=5, context=self._admin_ssl) as response:
                 status: int = response.status
-                return status
+                return status, response.read()
         except urllib.error.HTTPError as exc:
-            return exc.code
+            return exc.code, b""
         except OSError:
-            return 0
+            return 0, b""
+
+    def _crd_established(self, name: str) -> bool:
+        status, body = self._request(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        if status != 200:
+            return False
+        conditions = json.loads(body).get("status", {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
     def _failure_report(self) -> str:
         parts = [f"control plane workdir: {self.workdir}"]
@@ -684,10 +697,14 @@ class ControlPlane:
             args += ["-f", str(f)]
         # Server-side apply: client-side apply would copy KServe's ~2 MB schema into an annotation.
         refs = self.kubectl(*args, timeout=timeout).stdout.split()
-        crds = [r for r in refs if r.startswith("customresourcedefinition")]
-        if crds:
-            self.kubectl("wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *crds, timeout=timeout)
-        return [r.split("/", 1)[1] for r in crds]
+        names = [r.split("/", 1)[1] for r in refs if r.startswith("customresourcedefinition")]
+        # Polled here: `kubectl wait` gives up on a CRD whose status has no conditions yet.
+        wait_until(
+            lambda: all(self._crd_established(n) for n in names),
+            timeout=timeout,
+            what=f"CRDs {names} to be Established",
+        )
+        return names
 
     def install_upstream_crds(self, *groups: str) -> list[str]:
         """Install the KServe / KEDA / prometheus-operator CRDs from `hack/fetch-crds.sh`."""
@@ -726,6 +743,41 @@ class ControlPlane:
             "auth", "can-i", verb, resource, "--namespace", namespace, kubeconfig=kubeconfig, check=False
         )
         return result.stdout.strip() == "yes"
+
+    def add_gpu_node(
+        self,
+        name: str,
+        *,
+        gpus: int = 1,
+        gpu_product: str = "NVIDIA-L4",
+        labels: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Register a Node that advertises `gpus` x `nvidia.com/gpu`, as the NVIDIA device plugin would.
+
+        No kubelet backs it, so Pods bound to it never run; it exists for code that reads node
+        capacity and GPU labels (`nvidia.com/gpu.product`, `nvidia.com/gpu.count`).
+        """
+        node_labels = {
+            "kubernetes.io/hostname": name,
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": gpu_product,
+            "nvidia.com/gpu.count": str(gpus),
+            **(labels or {}),
+        }
+        self.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": node_labels}})
+        resources = {"cpu": "16", "memory": "64Gi", "pods": "110", "nvidia.com/gpu": str(gpus)}
+        status = {
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake node"}],
+            }
+        }
+        self.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+        node = self.get("node", name)
+        if node is None:
+            raise ControlPlaneError(f"node {name} vanished right after it was created")
+        return node
 
     def api_client(self, kubeconfig: Path | None = None) -> Any:
         """A `kubernetes.client.ApiClient` for this cluster (admin unless `kubeconfig` is given)."""
