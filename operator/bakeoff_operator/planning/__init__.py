@@ -1,0 +1,1 @@
+"""Pure decisions: placement of variants, the recommendation. No Kubernetes, kopf or HTTP here."""

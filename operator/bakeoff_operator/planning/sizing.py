@@ -1,0 +1,189 @@
+"""Size and place a ModelVariant: which GPU class, how many GPUs, does the format fit that GPU.
+
+Pure: a function of the ModelVariant, the GPU class catalog and the workload it is judged on. The
+operator writes the answer into status (`Fits`, resolved GPU class and parallelism, predicted
+capacity and cost); `bakeoff run` starts one runtime per sized variant.
+"""
+
+from __future__ import annotations
+
+from bakeoff_runtime.formats import ExecutionMode, resolve_execution
+from bakeoff_runtime.gpus import GPUCatalog, GPUSpec
+from bakeoff_runtime.memory import MemoryPlan, min_tensor_parallel, plan_memory
+from bakeoff_runtime.perf import PerformanceModel, Prediction
+from bakeoff_runtime.variant import Variant
+from bakeoff_runtime.workloads import Workload
+from pydantic import BaseModel, ConfigDict, Field
+
+from bakeoff_operator.api.modelvariant import AUTO, ModelVariant
+
+DEFAULT_MAX_MODEL_LEN = 8192
+MAX_AUTO_TENSOR_PARALLEL = 8
+
+
+class Candidate(BaseModel):
+    """One GPU class the planner looked at, and what it found there."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu_class: str
+    fits: bool
+    tensor_parallel: int | None = None
+    cost_per_1m_output_tokens_usd: float | None = None
+    reason: str
+
+
+class Sizing(BaseModel):
+    """The placement of one variant, or why it has none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    variant_name: str
+    fits: bool
+    reason: str = Field(description="Why this placement, or why none fits; names the fix.")
+    variant: Variant | None = Field(default=None, description="The resolved runtime variant when it fits.")
+    memory: MemoryPlan | None = None
+    prediction: Prediction | None = None
+    execution: ExecutionMode | None = None
+    candidates: list[Candidate] = Field(default_factory=list)
+
+    @property
+    def gpu_class(self) -> str | None:
+        return self.variant.gpu.name if self.variant else None
+
+    @property
+    def tensor_parallel(self) -> int | None:
+        return self.variant.tensor_parallel if self.variant else None
+
+
+def max_model_len_for(mv: ModelVariant, workload: Workload | None) -> int:
+    """`serving.maxModelLen`, else room for the workload (a power of two, at least 8192)."""
+    if mv.spec.serving.max_model_len is not None:
+        return mv.spec.serving.max_model_len
+    need = workload.context_tokens if workload is not None else DEFAULT_MAX_MODEL_LEN
+    length = DEFAULT_MAX_MODEL_LEN
+    while length < need:
+        length *= 2
+    return length
+
+
+def _variant_on(mv: ModelVariant, gpu: GPUSpec, tensor_parallel: int, max_model_len: int) -> Variant:
+    serving = mv.spec.serving
+    updates: dict[str, object] = {}
+    if serving.max_num_seqs is not None:
+        updates["max_num_seqs"] = serving.max_num_seqs
+    return Variant(
+        name=mv.metadata.name,
+        served_model_name=mv.served_name,
+        model_source=mv.spec.model.source,
+        architecture=mv.to_architecture(),
+        format=mv.spec.format,
+        kv_cache_dtype=mv.spec.kv_cache_dtype,
+        gpu=gpu,
+        tensor_parallel=tensor_parallel,
+        max_model_len=max_model_len,
+        max_num_batched_tokens=max(8192, min(max_model_len, 16384)),
+        gpu_memory_utilization=serving.gpu_memory_utilization,
+        **updates,
+    )
+
+
+def _try_gpu(
+    mv: ModelVariant, gpu: GPUSpec, *, workload: Workload | None, mode: str, spot: bool, max_model_len: int
+) -> tuple[Candidate, Variant | None, MemoryPlan | None, Prediction | None]:
+    execution = resolve_execution(mv.spec.format, gpu.compute_capability, gpu.name)
+    if execution.mode is ExecutionMode.UNSUPPORTED:
+        return Candidate(gpu_class=gpu.name, fits=False, reason=execution.reason), None, None, None
+    if execution.mode is ExecutionMode.WEIGHT_ONLY_FALLBACK and not mv.spec.allow_weight_only_fallback:
+        reason = f"{execution.reason}; set allowWeightOnlyFallback: true to accept it"
+        return Candidate(gpu_class=gpu.name, fits=False, reason=reason), None, None, None
+    requested = mv.spec.tensor_parallel_size
+    probe = _variant_on(mv, gpu, 1, max_model_len)
+    if requested == AUTO:
+        tp = min_tensor_parallel(probe, MAX_AUTO_TENSOR_PARALLEL)
+        if tp is None:
+            plan = plan_memory(probe.model_copy(update={"tensor_parallel": MAX_AUTO_TENSOR_PARALLEL}))
+            reason = (
+                f"does not fit {MAX_AUTO_TENSOR_PARALLEL}x {gpu.name} either ({plan.reason}); choose a GPU class "
+                "with more memory, a smaller format or a shorter serving.maxModelLen"
+            )
+            return Candidate(gpu_class=gpu.name, fits=False, reason=reason), None, None, None
+    else:
+        tp = int(requested)
+    try:
+        variant = probe.model_copy(update={"tensor_parallel": tp})
+        variant = Variant.model_validate(variant.model_dump())
+    except ValueError as err:
+        return Candidate(gpu_class=gpu.name, fits=False, reason=f"tensorParallelSize: {err}"), None, None, None
+    plan = plan_memory(variant)
+    if not plan.fits:
+        reason = f"{plan.reason}; raise tensorParallelSize or set it to auto"
+        return Candidate(gpu_class=gpu.name, fits=False, tensor_parallel=tp, reason=reason), None, plan, None
+    prediction = None
+    cost = None
+    if workload is not None:
+        price = gpu.hourly_price(spot=spot)
+        prediction = PerformanceModel(variant).predict(workload, mode, price_per_gpu_hour=price)
+        cost = prediction.cost_per_1m_output_tokens_usd
+    reason = f"fits {tp}x {gpu.name}: {plan.reason}"
+    candidate = Candidate(
+        gpu_class=gpu.name, fits=True, tensor_parallel=tp, cost_per_1m_output_tokens_usd=cost, reason=reason
+    )
+    return candidate, variant, plan, prediction
+
+
+def size_variant(
+    mv: ModelVariant,
+    catalog: GPUCatalog,
+    workload: Workload | None = None,
+    *,
+    mode: str = "async",
+    spot: bool = False,
+) -> Sizing:
+    """Place `mv` on its GPU class (or the cheapest class that fits, for `gpuClass: auto`)."""
+    name = mv.metadata.name
+    max_model_len = max_model_len_for(mv, workload)
+    if mv.spec.gpu_class == AUTO:
+        gpus = list(catalog.gpus)
+    else:
+        try:
+            gpus = [catalog.get(mv.spec.gpu_class)]
+        except KeyError as err:
+            reason = f"spec.gpuClass: {err}; create the GPUClass or fix the name"
+            return Sizing(variant_name=name, fits=False, reason=reason)
+    tried = [_try_gpu(mv, gpu, workload=workload, mode=mode, spot=spot, max_model_len=max_model_len) for gpu in gpus]
+    candidates = [t[0] for t in tried]
+    fitting = [t for t in tried if t[1] is not None]
+    if not fitting:
+        detail = "; ".join(f"{c.gpu_class}: {c.reason}" for c in candidates)
+        return Sizing(variant_name=name, fits=False, reason=f"no GPU class fits: {detail}", candidates=candidates)
+
+    def rank(t: tuple[Candidate, Variant | None, MemoryPlan | None, Prediction | None]) -> tuple[float, str]:
+        cand, variant, _, _ = t
+        assert variant is not None
+        cost = cand.cost_per_1m_output_tokens_usd
+        # Without a workload to price, the cheapest hourly footprint wins.
+        key = cost if cost is not None else variant.gpu.hourly_price(spot) * variant.tensor_parallel
+        return (key, cand.gpu_class)
+
+    best = min(fitting, key=rank)
+    cand, variant, plan, prediction = best
+    assert variant is not None
+    execution = resolve_execution(variant.format, variant.gpu.compute_capability, variant.gpu.name)
+    if mv.spec.gpu_class == AUTO and len(fitting) > 1 and cand.cost_per_1m_output_tokens_usd is not None:
+        why = (
+            f"cheapest of {len(fitting)} fitting GPU classes at ${cand.cost_per_1m_output_tokens_usd:.2f} per 1M "
+            f"output tokens; {cand.reason}"
+        )
+    else:
+        why = cand.reason
+    return Sizing(
+        variant_name=name,
+        fits=True,
+        reason=why,
+        variant=variant,
+        memory=plan,
+        prediction=prediction,
+        execution=execution.mode,
+        candidates=candidates,
+    )

@@ -1,0 +1,117 @@
+"""Placement and recommendation: table tests of the pure planners."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bakeoff_operator.api.modelvariant import ModelVariant
+from bakeoff_operator.planning.recommend import VariantOutcome, pareto_frontier, recommend
+from bakeoff_operator.planning.sizing import size_variant
+from bakeoff_runtime.gpus import default_catalog
+from bakeoff_runtime.workloads import get_workload
+
+
+def variant(name: str = "v", **spec: Any) -> ModelVariant:
+    body: dict[str, Any] = {
+        "model": {"source": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+        "architecture": {"catalog": "llama-3.1-8b"},
+        "format": "bf16",
+    }
+    body.update(spec)
+    return ModelVariant.model_validate({"metadata": {"name": name}, "spec": body})
+
+
+def outcome(name: str, cost: float | None, latency: float | None = 100.0, **kw: Any) -> VariantOutcome:
+    return VariantOutcome(variant=name, cost_per_1m_output_tokens_usd=cost, latency_ms=latency, **kw)
+
+
+class TestSizing:
+    def test_auto_tensor_parallel_is_the_fewest_gpus_that_fit(self) -> None:
+        s = size_variant(variant(architecture={"catalog": "llama-3.1-70b"}, gpuClass="h100"), default_catalog(), None)
+        assert s.fits
+        assert s.tensor_parallel == 2  # 70B BF16 weights (~131 GiB) need two 80 GB GPUs
+
+    def test_explicit_tensor_parallel_that_does_not_fit_names_the_fix(self) -> None:
+        s = size_variant(
+            variant(architecture={"catalog": "llama-3.1-70b"}, gpuClass="h100", tensorParallelSize=1),
+            default_catalog(),
+            None,
+        )
+        assert not s.fits
+        assert "tensorParallelSize" in s.reason
+
+    def test_auto_gpu_class_picks_the_cheapest_per_token_that_fits(self) -> None:
+        wl = get_workload("multi-turn-chat")
+        s = size_variant(variant(format="int4"), default_catalog(), wl, mode="async")
+        assert s.fits
+        fitting = [c for c in s.candidates if c.fits and c.cost_per_1m_output_tokens_usd is not None]
+        assert len(fitting) >= 3
+        assert s.prediction is not None
+        best = min(c.cost_per_1m_output_tokens_usd or 0 for c in fitting)
+        assert s.prediction.cost_per_1m_output_tokens_usd == pytest.approx(best)
+
+    def test_fp8_on_ampere_needs_the_fallback_to_be_accepted(self) -> None:
+        s = size_variant(variant(format="fp8", gpuClass="auto"), default_catalog(), None)
+        refused = {c.gpu_class: c.reason for c in s.candidates if not c.fits}
+        assert "a100-80gb" in refused
+        assert "allowWeightOnlyFallback" in refused["a100-80gb"]
+
+    def test_unknown_gpu_class_is_a_clear_reason(self) -> None:
+        s = size_variant(variant(gpuClass="b200"), default_catalog(), None)
+        assert not s.fits
+        assert "spec.gpuClass" in s.reason
+        assert "h100" in s.reason  # lists the valid names
+
+    def test_max_model_len_grows_with_the_workload(self) -> None:
+        s = size_variant(
+            variant(architecture={"catalog": "apriel-h1-h30"}, gpuClass="h100"),
+            default_catalog(),
+            get_workload("long-reasoning"),
+        )
+        assert s.variant is not None
+        assert s.variant.max_model_len >= get_workload("long-reasoning").context_tokens
+
+
+class TestRecommend:
+    @pytest.mark.parametrize(
+        ("outcomes", "budget", "expected"),
+        [
+            ([outcome("a", 2.0), outcome("b", 1.0)], None, "b"),
+            ([outcome("a", 2.0), outcome("b", 1.0, meets_slo=False)], None, "a"),
+            (
+                [
+                    outcome("bf16", 2.0),
+                    outcome("int4", 1.0, baseline="bf16", accuracy_recovery=0.97),
+                    outcome("fp8", 1.5, baseline="bf16", accuracy_recovery=0.998),
+                ],
+                0.01,
+                "fp8",
+            ),
+            ([outcome("a", None), outcome("b", None)], None, None),
+            ([outcome("a", 1.0, failed="runtime exited"), outcome("b", 3.0)], None, "b"),
+            ([outcome("h40", 1.0, baseline="t"), outcome("t", 2.0)], 0.05, "t"),  # unknown recovery
+        ],
+        ids=["cheapest", "slo-miss", "accuracy-budget", "none", "failed", "unknown-accuracy"],
+    )
+    def test_cheapest_qualifying(
+        self, outcomes: list[VariantOutcome], budget: float | None, expected: str | None
+    ) -> None:
+        assert recommend(outcomes, budget).variant == expected
+
+    def test_reason_has_the_figures_and_the_baseline(self) -> None:
+        r = recommend([outcome("bf16", 2.0), outcome("int4", 0.5, baseline="bf16", meets_slo=True)])
+        assert r.variant == "int4"
+        assert "$0.500" in r.reason
+        assert "4.00x cheaper than its baseline bf16" in r.reason
+
+    def test_no_qualifier_explains_each_variant(self) -> None:
+        r = recommend([outcome("a", 1.0, meets_slo=False)])
+        assert r.variant is None
+        assert "a: misses the SLO" in r.reason
+
+    def test_pareto_frontier_drops_dominated_variants(self) -> None:
+        front = pareto_frontier(
+            [outcome("cheap-slow", 1.0, 300.0), outcome("dear-fast", 3.0, 100.0), outcome("dominated", 3.5, 350.0)]
+        )
+        assert front == ["cheap-slow", "dear-fast"]
