@@ -32,6 +32,7 @@ from bakeoff_runtime.variant import Variant
 from bakeoff_runtime.workloads import Workload
 
 ACTIVATION_BYTES = 2.0
+MMA_MIN_ROWS = 16  # tensor-core MMA tiles have at least 16 rows: fewer tokens are padded
 
 
 class KernelFamily(StrEnum):
@@ -54,51 +55,64 @@ def kernel_family(fmt: Format, compute_capability: float, mode: ExecutionMode) -
 
 
 class EfficiencyFactors(BaseModel):
-    """The model's physical efficiency factors (docs/performance-model.md gives each one's source)."""
+    """The model's physical efficiency factors; docs/performance-model.md gives each one's source.
+
+    They are shared by every model, GPU class and use case: per kernel family (how well the format's
+    GEMMs stream weights and use the tensor cores), per kernel class (attention, Mamba scan,
+    all-reduce) and three fixed costs.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    single_stream_bandwidth: dict[KernelFamily, float] = Field(
+        default={
+            KernelFamily.BF16: 0.80,
+            KernelFamily.W8A8: 0.68,
+            KernelFamily.MARLIN: 0.62,
+            KernelFamily.MACHETE: 0.46,
+        },
+        description="Fraction of peak memory bandwidth the GEMMs reach streaming weights at one token per step. "
+        "Tiled kernels (CUTLASS scaled_mm, Machete) launch too few blocks at M = 1 to saturate memory.",
+    )
     weight_bandwidth: dict[KernelFamily, float] = Field(
         default={
-            KernelFamily.BF16: 0.90,
-            KernelFamily.W8A8: 0.80,
-            KernelFamily.MARLIN: 0.85,
-            KernelFamily.MACHETE: 0.50,
+            KernelFamily.BF16: 0.80,
+            KernelFamily.W8A8: 0.90,
+            KernelFamily.MARLIN: 0.72,
+            KernelFamily.MACHETE: 0.60,
         },
-        description="Fraction of peak memory bandwidth a kernel family reaches streaming weights (small batch).",
+        description="The same from one MMA tile of rows (16 tokens) up: vLLM's M-bucketed scaled_mm configs "
+        "stream FP8/INT8 weights close to peak; the mixed-input kernels pay for dequantization.",
     )
     compute: dict[KernelFamily, float] = Field(
         default={
-            KernelFamily.BF16: 0.60,
-            KernelFamily.W8A8: 0.50,
-            KernelFamily.MARLIN: 0.35,
-            KernelFamily.MACHETE: 0.45,
+            KernelFamily.BF16: 0.70,
+            KernelFamily.W8A8: 0.65,
+            KernelFamily.MARLIN: 0.50,
+            KernelFamily.MACHETE: 0.58,
         },
-        description="Fraction of the compute dtype's dense peak a kernel family reaches at large batch "
-        "(weight-only kernels: of the 16-bit peak, after dequantization).",
+        description="Fraction of the compute dtype's dense peak the GEMMs reach at large M (weight-only "
+        "kernels: of the 16-bit peak, after dequantizing every weight tile).",
     )
     kv_bandwidth: float = Field(
-        default=0.80, gt=0, le=1, description="Fraction of bandwidth paged attention / state updates reach."
+        default=0.85, gt=0, le=1, description="Fraction of bandwidth paged attention and Mamba state updates reach."
     )
     attention_compute: float = Field(
-        default=0.50, gt=0, le=1, description="Fraction of 16-bit peak flash attention reaches in prefill."
+        default=0.50, gt=0, le=1, description="Fraction of the 16-bit peak flash attention reaches in prefill."
     )
     scan_compute: float = Field(
         default=0.03,
         gt=0,
         le=1,
-        description="Fraction of 16-bit tensor peak the Mamba selective scan reaches (CUDA cores, fp32).",
+        description="Fraction of the 16-bit tensor peak the Mamba selective scan reaches (CUDA cores, fp32).",
     )
     interconnect: float = Field(default=0.70, gt=0, le=1, description="Fraction of link bandwidth all-reduce reaches.")
-    allreduce_latency_s: float = Field(default=10e-6, ge=0, le=1e-3, description="Fixed cost of one all-reduce.")
+    allreduce_latency_s: float = Field(default=5e-6, ge=0, le=1e-3, description="Fixed cost of one all-reduce.")
     layer_latency_s: float = Field(
-        default=50e-6, ge=0, le=1e-3, description="Launch and synchronisation gaps per decoder block per step."
+        default=5e-6, ge=0, le=1e-3, description="Launch gaps per decoder block per step (CUDA graphs)."
     )
     step_overhead_s: float = Field(
-        default=0.6e-3, ge=0, le=0.1, description="Scheduler, input preparation and sampler launch per step."
-    )
-    sequence_overhead_s: float = Field(
-        default=20e-6, ge=0, le=1e-3, description="Per running sequence per step: sampling, output processing."
+        default=1.0e-3, ge=0, le=0.1, description="Scheduling, input preparation and sampling per engine step."
     )
     request_overhead_s: float = Field(
         default=5e-3, ge=0, le=1, description="HTTP, tokenisation and detokenisation per request."
@@ -218,7 +232,7 @@ class PerformanceModel:
         self._allreduces = arch.attention_layers + arch.mamba_layers + arch.mlp_layers if tp > 1 else 0
         self._ring = 2 * (tp - 1) / tp
         self._link = gpu.interconnect_gbps * 1e9
-        self._fixed = arch.num_layers * efficiency.layer_latency_s + efficiency.step_overhead_s
+        self._layer_fixed = arch.num_layers * efficiency.layer_latency_s
 
     @cached_property
     def memory(self) -> MemoryPlan:
@@ -238,21 +252,40 @@ class PerformanceModel:
     def _step(
         self, prefill: float, pairs: float, decodes: float, decode_context: float, prefill_sequences: float
     ) -> float:
+        return sum(self._parts(prefill, pairs, decodes, decode_context, prefill_sequences).values())
+
+    def step_breakdown(self, shape: StepShape) -> dict[str, float]:
+        """Seconds per kernel class of one step (their sum is `step_time`)."""
+        return self._parts(
+            float(shape.prefill_tokens),
+            float(shape.prefill_attention_pairs),
+            float(shape.decode_sequences),
+            float(shape.decode_context_tokens),
+            1.0 if shape.prefill_tokens else 0.0,
+        )
+
+    def _parts(
+        self, prefill: float, pairs: float, decodes: float, decode_context: float, prefill_sequences: float
+    ) -> dict[str, float]:
         tokens = prefill + decodes
         if tokens <= 0:
-            return 0.0
+            return {}
         eff = self.eff
         fam = self.family
+        rows = max(tokens, MMA_MIN_ROWS)
+        small = max(0.0, min(1.0, (MMA_MIN_ROWS - tokens) / (MMA_MIN_ROWS - 1)))
+        bandwidth = small * eff.single_stream_bandwidth[fam] + (1 - small) * eff.weight_bandwidth[fam]
         linear = max(
-            self._body_bytes / (self._bw * eff.weight_bandwidth[fam]),
-            self._body_flops_per_token * tokens / (self._peak_matmul * eff.compute[fam]),
+            self._body_bytes / (self._bw * bandwidth),
+            self._body_flops_per_token * rows / (self._peak_matmul * eff.compute[fam]),
         )
         sampled = decodes + prefill_sequences
         lm_head = 0.0
         if sampled > 0:
+            rows = max(sampled, MMA_MIN_ROWS)
             lm_head = max(
                 self._lm_bytes / (self._bw * eff.weight_bandwidth[KernelFamily.BF16]),
-                self._lm_flops_per_token * sampled / (self._peak_bf16 * eff.compute[KernelFamily.BF16]),
+                self._lm_flops_per_token * rows / (self._peak_bf16 * eff.compute[KernelFamily.BF16]),
             )
         attention = 0.0
         if self._kv_token:
@@ -272,8 +305,15 @@ class PerformanceModel:
         if self._allreduces:
             message = tokens * self.variant.architecture.hidden_size * ACTIVATION_BYTES
             comm = self._allreduces * (eff.allreduce_latency_s + self._ring * message / (self._link * eff.interconnect))
-        overhead = self._fixed + eff.sequence_overhead_s * (decodes + prefill_sequences)
-        return linear + lm_head + attention + mamba + comm + overhead
+        return {
+            "linear": linear,
+            "lm_head": lm_head,
+            "attention": attention,
+            "mamba": mamba,
+            "all_reduce": comm,
+            "layer_latency": self._layer_fixed,
+            "step_overhead": eff.step_overhead_s,
+        }
 
     # --- one request alone -----------------------------------------------------------------------------
     def prefill_time(self, prompt_tokens: int, cached_tokens: int = 0) -> float:
@@ -348,6 +388,24 @@ class PerformanceModel:
             step_time_s=step,
             limited_by=limited_by,
         )
+
+    def steady_state(self, concurrency: int, prompt_tokens: int, output_tokens: int) -> tuple[float, float]:
+        """(requests/s, mean step seconds) with `concurrency` sequences running and the queue never empty."""
+        step = self._steady_step(concurrency, prompt_tokens, output_tokens)
+        return concurrency / (output_tokens * step), step
+
+    def qps_at_itl(self, prompt_tokens: int, output_tokens: int, itl_s: float) -> float:
+        """Highest throughput whose mean inter-token latency stays within `itl_s` (the latency knee)."""
+        top, _ = self.max_concurrency(prompt_tokens, output_tokens)
+        lo, hi, best = 0, top, 0.0
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            rate, step = self.steady_state(mid, prompt_tokens, output_tokens)
+            if step <= itl_s:
+                lo, best = mid, rate
+            else:
+                hi = mid - 1
+        return best
 
     def qps_at_slo(
         self,

@@ -2,7 +2,8 @@
 performance model all take.
 
 A `Variant` is what one vLLM server would run: an architecture in a format, on `tensor_parallel`
-GPUs of one class, with the serving knobs vLLM takes. It is frozen, so a variant can be a cache key.
+GPUs of one class, with the serving knobs vLLM takes. It is frozen: derive changed copies with
+`model_copy(update=...)`; `model_dump_json()` is its stable key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bakeoff_runtime.architectures import Architecture, ArchitectureKind, MambaCacheDtype
 from bakeoff_runtime.formats import (
+    FORMATS,
     ExecutionMode,
     Format,
     FormatExecution,
@@ -44,6 +46,11 @@ class Variant(BaseModel):
     )
     architecture: Architecture = Field(description="Shapes of the model.")
     format: Format = Field(description="Weight/activation format of the checkpoint.")
+    online_quantization: bool = Field(
+        default=False,
+        description="The checkpoint is BF16 and vLLM quantizes it while loading (`--quantization`); only for "
+        "formats vLLM can quantize online (FP8).",
+    )
     kv_cache_dtype: KVCacheDtype = Field(default=KVCacheDtype.AUTO, description="KV cache element type.")
     mamba_ssm_cache_dtype: MambaCacheDtype | None = Field(
         default=None,
@@ -77,6 +84,12 @@ class Variant(BaseModel):
             raise ValueError(
                 f"tensor_parallel {tp} must divide the {heads} attention heads of {self.architecture.name}; "
                 f"choose one of {', '.join(str(t) for t in valid_tensor_parallel_sizes(self.architecture))}"
+            )
+        if self.online_quantization and FORMATS[self.format].vllm_quantization is None:
+            online = [f.value for f, spec in FORMATS.items() if spec.vllm_quantization]
+            raise ValueError(
+                f"online_quantization: vLLM cannot quantize a checkpoint to {self.format.value} while loading "
+                f"(only {', '.join(online)}); use a pre-quantized {self.format.value} checkpoint instead"
             )
         kv_heads = self.architecture.num_kv_heads
         if self.architecture.attention_layers and kv_heads % tp and tp % kv_heads:

@@ -1,0 +1,221 @@
+"""`bakeoff predict`: memory fit, vLLM arguments and predicted latency, throughput and cost of
+variants before any GPU is spent.
+
+    bakeoff predict --model llama-3.1-70b --format fp8 --gpu h100 --gpus 1 --workload code-completion --mode sync
+    bakeoff predict --model llama-3.1-8b --format all --gpu all --workload all --mode both --json
+
+`--model`, `--format`, `--gpu` and `--workload` take one name, a comma-separated list or `all`.
+Without `--gpus` each variant gets the smallest tensor-parallel size that fits. Without
+`--max-model-len` each variant is sized for its workload (prompt + output tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bakeoff_runtime.architectures import UnknownModelError, builtin_architectures, get_architecture
+from bakeoff_runtime.formats import Format, KVCacheDtype
+from bakeoff_runtime.gpus import UnknownGPUClassError, default_catalog
+from bakeoff_runtime.memory import min_tensor_parallel, plan_memory
+from bakeoff_runtime.perf import PerformanceModel, Prediction
+from bakeoff_runtime.variant import Variant, make_variant, valid_tensor_parallel_sizes
+from bakeoff_runtime.vllm_args import vllm_args
+from bakeoff_runtime.workloads import WORKLOADS, UnknownWorkloadError, Workload
+
+EXIT_USAGE = 2
+MODES = ("sync", "async", "both")
+
+
+class PredictUsageError(ValueError):
+    """Bad input to `bakeoff predict`: the message names the field and the valid values."""
+
+
+def _names(value: str, valid: Sequence[str], what: str) -> list[str]:
+    if value == "all":
+        return list(valid)
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise PredictUsageError(f"--{what} is empty; valid values: {', '.join(valid)}, or all")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="Model id (see the list below), a config.json path, or all.")
+    parser.add_argument("--format", default="all", help="bf16, fp8, int8, int4, a comma list, or all (default).")
+    parser.add_argument("--gpu", default="h100", help="GPU class id, a comma list, or all (default h100).")
+    parser.add_argument("--gpus", type=int, default=None, help="Tensor-parallel size; default: the smallest that fits.")
+    parser.add_argument("--workload", default="all", help="Workload id, a comma list, or all (default).")
+    parser.add_argument("--mode", default="both", choices=MODES, help="sync, async, or both (default).")
+    parser.add_argument("--json", action="store_true", help="Print JSON (an object for one row, else a list).")
+    parser.add_argument("--price-per-gpu-hour", type=float, default=None, help="Override the catalog price, USD.")
+    parser.add_argument("--max-model-len", type=int, default=None, help="Default: the workload's prompt + output.")
+    parser.add_argument("--max-num-seqs", type=int, default=256, help="Most running sequences (default 256).")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=8192, help="Step token budget (default 8192).")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="Default 0.9.")
+    parser.add_argument("--kv-cache-dtype", default="auto", choices=[k.value for k in KVCacheDtype])
+    parser.add_argument("--ttft-slo", type=float, default=None, help="TTFT p99 target, seconds: adds qps_at_slo.")
+    parser.add_argument("--itl-slo", type=float, default=None, help="ITL p99 target, seconds: adds qps_at_slo.")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `predict` on the `bakeoff` command's subparsers."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="Predict memory fit, vLLM arguments, latency, throughput and cost of variants.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _variant(
+    model: str, fmt: Format, gpu_name: str, workload: Workload, args: argparse.Namespace
+) -> tuple[Variant, str | None]:
+    """The variant for one row, at the requested or the minimal tensor-parallel size."""
+    arch = get_architecture(model)
+    gpu = default_catalog().get(gpu_name)
+    context = workload.context_tokens
+    max_len = args.max_model_len or max(16, math.ceil(context / 16) * 16)
+    knobs: dict[str, object] = {
+        "max_model_len": max_len,
+        "max_num_seqs": args.max_num_seqs,
+        "max_num_batched_tokens": args.max_num_batched_tokens,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        "kv_cache_dtype": KVCacheDtype(args.kv_cache_dtype),
+    }
+    if args.gpus is not None:
+        if args.gpus not in valid_tensor_parallel_sizes(arch):
+            sizes = ", ".join(str(t) for t in valid_tensor_parallel_sizes(arch))
+            raise PredictUsageError(f"--gpus {args.gpus} is not a valid tensor-parallel size for {arch.name}: {sizes}")
+        return make_variant(arch, fmt, gpu, args.gpus, **knobs), None
+    base = make_variant(arch, fmt, gpu, 1, **knobs)
+    tp = min_tensor_parallel(base)
+    if tp is None:
+        return base, f"does not fit on up to 8× {gpu.name}"
+    return base.model_copy(update={"tensor_parallel": tp}), None
+
+
+def predict_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One dict per (model, format, GPU class, workload, mode): the prediction, the plan and the vLLM args."""
+    models = _names(args.model, sorted(builtin_architectures()), "model")
+    formats = _names(args.format, [f.value for f in Format], "format")
+    gpus = _names(args.gpu, default_catalog().names, "gpu")
+    workloads = [WORKLOADS.get(w) or _unknown_workload(w) for w in _names(args.workload, list(WORKLOADS), "workload")]
+    for f in formats:
+        if f not in {x.value for x in Format}:
+            raise PredictUsageError(f"unknown format {f!r}; valid formats: {', '.join(x.value for x in Format)}, all")
+    for m in models:
+        get_architecture(m)
+    for g in gpus:
+        default_catalog().get(g)
+    if args.price_per_gpu_hour is not None and args.price_per_gpu_hour < 0:
+        raise PredictUsageError("--price-per-gpu-hour must be >= 0")
+    modes = ["sync", "async"] if args.mode == "both" else [args.mode]
+    rows: list[dict[str, Any]] = []
+    models_cache: dict[str, PerformanceModel] = {}
+    for model in models:
+        for fmt in formats:
+            for gpu in gpus:
+                for workload in workloads:
+                    try:
+                        variant, no_fit = _variant(model, Format(fmt), gpu, workload, args)
+                    except ValueError as err:  # a knob vLLM would reject, e.g. budget below max_num_seqs
+                        raise PredictUsageError(str(err)) from err
+                    key = variant.model_dump_json()
+                    pm = models_cache.get(key)
+                    if pm is None:
+                        pm = models_cache[key] = PerformanceModel(variant)
+                    for mode in modes:
+                        prediction = pm.predict(
+                            workload,
+                            mode,
+                            price_per_gpu_hour=args.price_per_gpu_hour,
+                            ttft_slo_s=args.ttft_slo,
+                            itl_slo_s=args.itl_slo,
+                        )
+                        row = prediction.model_dump(mode="json")
+                        if no_fit:
+                            row["reason"] = f"{no_fit}; at 1 GPU: {row['reason']}"
+                        row["vllm_args"] = vllm_args(variant) if row["fits"] else []
+                        row["memory"] = plan_memory(variant).summary()
+                        rows.append(row)
+    return rows
+
+
+def _unknown_workload(name: str) -> Workload:
+    raise UnknownWorkloadError(name)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}" if value >= 0.01 else f"{value:.4f}"
+    return str(value)
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    columns = [
+        ("model", "model"),
+        ("format", "format"),
+        ("gpu", "gpu"),
+        ("gpus", "gpus"),
+        ("workload", "workload"),
+        ("mode", "mode"),
+        ("fits", "fits"),
+        ("latency_s", "latency s"),
+        ("max_qps", "max QPS"),
+        ("concurrency", "batch"),
+        ("output_tokens_per_s_per_gpu", "out tok/s/GPU"),
+        ("cost_per_1m_output_tokens_usd", "$/1M out"),
+    ]
+    if any(r.get("qps_at_slo") is not None for r in rows):
+        columns.insert(9, ("qps_at_slo", "QPS@SLO"))
+    cells = [[h for _, h in columns]]
+    for row in rows:
+        cells.append([_fmt(row.get(k)) for k, _ in columns])
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = sorted({f"{r['variant']} on {r['gpu']}: {r['reason']}" for r in rows if not r["fits"]})
+    return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        rows = predict_rows(args)
+    except (PredictUsageError, UnknownModelError, UnknownGPUClassError, UnknownWorkloadError, ValueError) as err:
+        print(f"bakeoff predict: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        payload: Any = rows[0] if len(rows) == 1 else rows
+        print(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(format_table(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bakeoff")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["Prediction", "add_parser", "main"]
