@@ -292,7 +292,7 @@ def _slug(name: str) -> str:
 
 # --- serving ------------------------------------------------------------------------------------------
 ExtraArg = Annotated[str, Field(min_length=1, max_length=256)]
-_RESERVED_PATTERN = "^(" + "|".join(re.escape(f) for f in RESERVED_VLLM_FLAGS) + ")(=.*)?$"
+_RESERVED_PATTERN = "^(" + "|".join(RESERVED_VLLM_FLAGS) + ")(=.*)?$"  # flags are [-a-z]: no escaping
 
 
 class Serving(ApiModel):
@@ -372,8 +372,7 @@ class Autoscaling(ApiModel):
         json_schema_extra=cel_rules(
             {
                 "rule": "self.minReplicas <= self.maxReplicas",
-                "messageExpression": "'minReplicas (' + string(self.minReplicas) + ') must not exceed maxReplicas ("
-                " + string(self.maxReplicas) + ')'",
+                "message": "minReplicas must not exceed maxReplicas",
                 "fieldPath": ".minReplicas",
             },
             cel(
