@@ -11,6 +11,7 @@ from __future__ import annotations
 import locust  # must stay the first import: it monkey-patches the standard library for gevent
 # isort: on
 
+import contextlib
 import json
 import os
 import socket
@@ -85,10 +86,19 @@ class Plan:
         key = os.environ.get("BAKEOFF_API_KEY") or os.environ.get("OPENAI_API_KEY")
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
+        self._warm_resolver()
         self._ok = 0
         self._failed = 0
         self._conn_failed = 0
         self.inexact_prompts = 0
+
+    def _warm_resolver(self) -> None:
+        """Resolve the host once before timing: gevent's resolver starts lazily (a thread pool) on
+        its first lookup, which would otherwise land in the first request's TTFT."""
+        url = URL(self.spec.endpoint)
+        # An unresolvable host is reported per request, with the URL.
+        with contextlib.suppress(OSError):
+            socket.getaddrinfo(url.host, url.port, 0, socket.SOCK_STREAM)
 
     # -- bounds --------------------------------------------------------------------------------
     def begin(self) -> float:

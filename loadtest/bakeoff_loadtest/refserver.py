@@ -58,6 +58,8 @@ class RefServer:
         self.sent_ttft = Lateness()
         self.sent_itl = Lateness()
         self.requests = 0
+        # What each finished stream actually sent, in completion order (bounded).
+        self.sent: list[dict[str, Any]] = []
 
     async def sleep_until(self, deadline: float) -> None:
         """Sleep until ``deadline``; the event loop wakes up to 1 ms late, so the last ``spin``
@@ -103,12 +105,14 @@ class RefServer:
                 "lateness": self.late.summary(),
                 "sent_ttft": self.sent_ttft.summary(),
                 "sent_itl": self.sent_itl.summary(),
+                "sent": self.sent[-1000:],
             }
             return await self.send_json(w, 200, stats)
         if method == "POST" and path == "/stats/reset":
             self.late = Lateness()
             self.sent_ttft = Lateness()
             self.sent_itl = Lateness()
+            self.sent = []
             self.requests = 0
             return await self.send_json(w, 200, {"ok": True})
         try:
@@ -155,6 +159,8 @@ class RefServer:
         per_chunk = 2 if model == "multi" else 1
         chunks = (max_tokens + per_chunk - 1) // per_chunk
         last = 0.0
+        ttft_sent = 0.0
+        gaps: list[float] = []
         for k in range(chunks):
             deadline = t0 + self.ttft + k * self.itl
             await self.sleep_until(deadline)
@@ -171,8 +177,10 @@ class RefServer:
             now = time.perf_counter()
             self.late.add(now - deadline)
             if k == 0:
-                self.sent_ttft.add(now - t0)
+                ttft_sent = now - t0
+                self.sent_ttft.add(ttft_sent)
             else:
+                gaps.append(now - last)
                 self.sent_itl.add(now - last)
             last = now
             await w.drain()
@@ -186,6 +194,8 @@ class RefServer:
         w.write(event(b"[DONE]"))
         w.write(b"0\r\n\r\n")
         await w.drain()
+        if len(self.sent) < 100_000:
+            self.sent.append({"ttft_ms": ttft_sent * 1000, "itl_ms": [g * 1000 for g in gaps]})
         return True
 
 

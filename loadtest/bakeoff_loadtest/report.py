@@ -41,7 +41,7 @@ svg{max-width:100%;height:auto}
 """
 
 
-def _svg(fig: Figure) -> str:
+def _svg(fig: Figure, prefix: str) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
@@ -49,6 +49,12 @@ def _svg(fig: Figure) -> str:
     # The XML prolog and DOCTYPE are not allowed inside HTML; the DOCTYPE also names a URL.
     text = re.sub(r"<\?xml[^>]*\?>", "", text)
     text = re.sub(r"<!DOCTYPE[^>]*>", "", text, flags=re.S)
+    # The RDF metadata names the producer's web site; the page must not carry links it never uses.
+    text = re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+    # Several SVGs share the page's id namespace: prefix every id and every reference to one.
+    text = re.sub(r'\bid="', f'id="{prefix}-', text)
+    text = text.replace("url(#", f"url(#{prefix}-")
+    text = re.sub(r'href="#', f'href="#{prefix}-', text)
     return text.strip()
 
 
@@ -92,7 +98,7 @@ def _plot_latency_throughput(results: Sequence[RunResult]) -> str:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
-    return _svg(fig)
+    return _svg(fig, "lt")
 
 
 def _ecdf(ax: Axes, values: Sequence[float], label: str) -> None:
@@ -121,7 +127,7 @@ def _plot_distribution(results: Sequence[RunResult], which: str) -> str:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
-    return _svg(fig)
+    return _svg(fig, which)
 
 
 def _plot_cost(results: Sequence[RunResult]) -> str:
@@ -140,7 +146,7 @@ def _plot_cost(results: Sequence[RunResult]) -> str:
     ax.set_title("Cost per 1M tokens (best point within SLO)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
-    return _svg(fig)
+    return _svg(fig, "cost")
 
 
 def _plot_pareto(results: Sequence[RunResult]) -> str:
@@ -168,7 +174,7 @@ def _plot_pareto(results: Sequence[RunResult]) -> str:
     ax.grid(alpha=0.3)
     if items:
         ax.legend(fontsize=8)
-    return _svg(fig)
+    return _svg(fig, "pareto")
 
 
 def _summary_rows(results: Sequence[RunResult]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from bakeoff_loadtest.records import FailureCause, RequestRecord, StreamTimer
 
 
@@ -46,11 +45,13 @@ def test_chat_stream_timings_follow_the_definitions() -> None:
         ],
     )
     timer.finish(10.080)
-    assert rec.ok and rec.cause is None
+    assert rec.ok
+    assert rec.cause is None
     assert rec.ttft_s == pytest.approx(0.050)
     assert rec.itl_s == pytest.approx([0.010, 0.015])
     assert rec.e2e_s == pytest.approx(0.080)
-    assert rec.output_tokens == 3 and rec.prompt_tokens == 4
+    assert rec.output_tokens == 3
+    assert rec.prompt_tokens == 4
     # TPOT = (E2E - TTFT) / (output tokens - 1)
     assert rec.tpot_s == pytest.approx((0.080 - 0.050) / 2)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bakeoff_loadtest.compare import compare, pareto_front
 from bakeoff_loadtest.cost import CostInputs, cost_per_million, cost_usd
 from bakeoff_loadtest.records import FailureCause, RequestRecord
@@ -86,7 +85,8 @@ def test_mann_whitney_detects_a_real_shift_and_not_a_null() -> None:
 def test_mann_whitney_matches_a_hand_computed_example() -> None:
     # a = [1, 2, 3], b = [4, 5, 6]: U_a = 0, delta = -1, z with continuity correction.
     res = mann_whitney([1, 2, 3], [4, 5, 6])
-    assert res.u == 0 and res.cliffs_delta == -1.0
+    assert res.u == 0
+    assert res.cliffs_delta == -1.0
     var = 3 * 3 * 7 / 12
     assert res.z == pytest.approx((0 - 4.5 + 0.5) / math.sqrt(var))
     with pytest.raises(ValueError, match="at least 2 samples"):
@@ -134,12 +134,14 @@ def test_point_summary_goodput_throughput_and_cost() -> None:
     # wall: first start 0.0 to last end 9.0 + 0.5 + 0.04 = 9.54 s
     assert p.wall_s == pytest.approx(9.54)
     assert (p.requests_ok, p.requests_failed, p.failures_by_cause) == (10, 1, {"http_status": 1})
-    assert p.output_tokens == 50 and p.prompt_tokens == 100
+    assert p.output_tokens == 50
+    assert p.prompt_tokens == 100
     assert p.output_tokens_per_s == pytest.approx(50 / 9.54)
     assert p.goodput_rps == pytest.approx(9 / 9.54)
     assert p.slo_attainment == pytest.approx(9 / 11)
     assert p.ttft_ms.p50 == pytest.approx(50.0)
-    assert p.itl_ms.p50 == pytest.approx(10.0) and p.itl_ms.count == 40
+    assert p.itl_ms.p50 == pytest.approx(10.0)
+    assert p.itl_ms.count == 40
     assert p.tpot_ms.p50 == pytest.approx(10.0)
     # 3.6 USD/h x 9.54 s = 0.00954 USD over 50 output tokens
     assert p.usd_per_1m_output_tokens == pytest.approx(3.6 * 9.54 / 3600 / 50 * 1e6)
@@ -195,7 +197,8 @@ def test_compare_and_pareto() -> None:
         summarize_point([_rec(i, ttft=0.04 + rng.random() * 0.01, itl=0.01, out=5) for i in range(60)], spec_b, level=1)
     )
     c = compare(ra, rb, "ttft_ms")
-    assert c.significant and c.shift == pytest.approx(-10.0, abs=2.0)
+    assert c.significant
+    assert c.shift == pytest.approx(-10.0, abs=2.0)
     assert "int4 is faster than bf16" in c.verdict
     same = compare(ra, ra, "ttft_ms")
     assert not same.significant

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from bakeoff_loadtest.schedule import Stage, arrival_offsets, share, stages_tick
 from bakeoff_loadtest.tokens import ServerTokenizeCounter, WordCounter, make_counter
 from bakeoff_loadtest.workloads import (
@@ -20,6 +19,7 @@ from bakeoff_loadtest.workloads import (
     WorkloadSampler,
     use_case_workload,
 )
+from pydantic import ValidationError
 
 RefServer = Any  # the fixture type lives in conftest.py
 
@@ -40,7 +40,8 @@ def test_use_cases_match_the_quantization_study(name: str, prompt: int, output: 
     wl = use_case_workload(name)
     assert (wl.prompt_tokens.mean, wl.output_tokens.mean) == (prompt, output)
     req = WorkloadSampler(wl, seed=1).request(0)
-    assert req.prompt_tokens == prompt and req.output_tokens == output
+    assert req.prompt_tokens == prompt
+    assert req.output_tokens == output
     assert len(req.prompt.split()) == prompt  # the simulator counts one token per word
     assert req.prompt_exact
 
@@ -62,13 +63,14 @@ def test_distributions_stay_in_bounds_and_centre(kind: str) -> None:
     wl = use_case_workload("multi-turn-chat", kind=kind, spread=0.2)  # type: ignore[arg-type]
     rng = random.Random(0)
     xs = [wl.output_tokens.sample(rng) for _ in range(4000)]
-    assert min(xs) >= wl.output_tokens.lower and max(xs) <= wl.output_tokens.upper
+    assert min(xs) >= wl.output_tokens.lower
+    assert max(xs) <= wl.output_tokens.upper
     assert sum(xs) / len(xs) == pytest.approx(256, rel=0.02)
     assert len(set(xs)) > 20
 
 
 def test_bad_workloads_name_the_fix() -> None:
-    with pytest.raises(ValueError, match="unknown workload 'chatbot'.*summarization"):
+    with pytest.raises(ValueError, match=r"unknown workload 'chatbot'.*summarization"):
         use_case_workload("chatbot")
     with pytest.raises(ValidationError, match="must lie within"):
         LengthDistribution(kind="uniform", mean=10, min=20, max=30)
@@ -83,8 +85,10 @@ def test_multi_turn_chat_splits_the_same_words_into_turns() -> None:
     assert [m["role"] for m in req.messages] == ["user", "assistant", "user"]
     assert sum(len(m["content"].split()) for m in req.messages) == 512
     body = req.body("chat", "m")
-    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
-    assert body["ignore_eos"] is True and body["max_tokens"] == 256
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["ignore_eos"] is True
+    assert body["max_tokens"] == 256
     assert "prompt" in req.body("completions", "m")
 
 
@@ -104,9 +108,11 @@ def test_prompts_reach_an_exact_count_with_a_nonlinear_tokenizer(target: int) ->
     text, exact = factory.build(target, random.Random(target))
     counted = _BosAndSplitCounter().count(text)
     if target >= 2:
-        assert exact and counted == target
+        assert exact
+        assert counted == target
     else:
-        assert counted == 2 and not exact  # one word plus BOS is the shortest prompt there is
+        assert counted == 2
+        assert not exact
 
 
 def test_vocabulary_is_one_token_per_word_for_the_simulator() -> None:
@@ -119,7 +125,8 @@ def test_server_tokenize_counter(refserver: RefServer) -> None:
     assert isinstance(counter, ServerTokenizeCounter)
     assert counter.count("a b c d") == 4
     req = WorkloadSampler(use_case_workload("rag"), 0, PromptFactory(counter)).request(5)
-    assert counter.count(req.prompt) == 1024 and req.prompt_exact
+    assert counter.count(req.prompt) == 1024
+    assert req.prompt_exact
 
 
 def test_unreachable_tokenize_endpoint_is_a_clear_error() -> None:
@@ -134,7 +141,9 @@ def test_missing_tokenizer_file_is_a_clear_error(tmp_path: object) -> None:
 
 def test_constant_arrivals_merge_evenly_across_workers() -> None:
     merged = sorted(
-        t for w in range(3) for t, _ in zip(arrival_offsets(10.0, "constant", 0, worker=w, workers=3), range(10))
+        t
+        for w in range(3)
+        for t, _ in zip(arrival_offsets(10.0, "constant", 0, worker=w, workers=3), range(10), strict=False)
     )
     assert merged[:6] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
 
@@ -143,7 +152,7 @@ def test_poisson_arrivals_have_the_offered_rate_and_exponential_gaps() -> None:
     gen = arrival_offsets(50.0, "poisson", seed=3)
     ts = [next(gen) for _ in range(20000)]
     assert len(ts) / ts[-1] == pytest.approx(50.0, rel=0.03)
-    gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(ts)]
     mean = sum(gaps) / len(gaps)
     var = sum((g - mean) ** 2 for g in gaps) / len(gaps)
     assert var**0.5 / mean == pytest.approx(1.0, rel=0.05)  # exponential: coefficient of variation 1
