@@ -64,38 +64,29 @@ class EfficiencyFactors(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    single_stream_bandwidth: dict[KernelFamily, float] = Field(
-        default={
-            KernelFamily.BF16: 0.80,
-            KernelFamily.W8A8: 0.68,
-            KernelFamily.MARLIN: 0.62,
-            KernelFamily.MACHETE: 0.46,
-        },
-        description="Fraction of peak memory bandwidth the GEMMs reach streaming weights at one token per step. "
-        "Tiled kernels (CUTLASS scaled_mm, Machete) launch too few blocks at M = 1 to saturate memory.",
-    )
     weight_bandwidth: dict[KernelFamily, float] = Field(
         default={
-            KernelFamily.BF16: 0.80,
-            KernelFamily.W8A8: 0.90,
-            KernelFamily.MARLIN: 0.72,
-            KernelFamily.MACHETE: 0.60,
+            KernelFamily.BF16: 0.75,
+            KernelFamily.W8A8: 0.80,
+            KernelFamily.MARLIN: 0.66,
+            KernelFamily.MACHETE: 0.47,
         },
-        description="The same from one MMA tile of rows (16 tokens) up: vLLM's M-bucketed scaled_mm configs "
-        "stream FP8/INT8 weights close to peak; the mixed-input kernels pay for dequantization.",
+        description="Fraction of peak memory bandwidth a kernel family reaches streaming weights when the "
+        "GEMMs are memory-bound (small batches). Mixed-input kernels pay for dequantization; Machete is "
+        "built for large tiles and streams small batches worst.",
     )
     compute: dict[KernelFamily, float] = Field(
         default={
             KernelFamily.BF16: 0.70,
-            KernelFamily.W8A8: 0.65,
+            KernelFamily.W8A8: 0.66,
             KernelFamily.MARLIN: 0.50,
-            KernelFamily.MACHETE: 0.58,
+            KernelFamily.MACHETE: 0.56,
         },
         description="Fraction of the compute dtype's dense peak the GEMMs reach at large M (weight-only "
         "kernels: of the 16-bit peak, after dequantizing every weight tile).",
     )
     kv_bandwidth: float = Field(
-        default=0.85, gt=0, le=1, description="Fraction of bandwidth paged attention and Mamba state updates reach."
+        default=0.83, gt=0, le=1, description="Fraction of bandwidth paged attention and Mamba state updates reach."
     )
     attention_compute: float = Field(
         default=0.50, gt=0, le=1, description="Fraction of the 16-bit peak flash attention reaches in prefill."
@@ -273,10 +264,8 @@ class PerformanceModel:
         eff = self.eff
         fam = self.family
         rows = max(tokens, MMA_MIN_ROWS)
-        small = max(0.0, min(1.0, (MMA_MIN_ROWS - tokens) / (MMA_MIN_ROWS - 1)))
-        bandwidth = small * eff.single_stream_bandwidth[fam] + (1 - small) * eff.weight_bandwidth[fam]
         linear = max(
-            self._body_bytes / (self._bw * bandwidth),
+            self._body_bytes / (self._bw * eff.weight_bandwidth[fam]),
             self._body_flops_per_token * rows / (self._peak_matmul * eff.compute[fam]),
         )
         sampled = decodes + prefill_sequences
