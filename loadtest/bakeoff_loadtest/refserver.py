@@ -160,6 +160,8 @@ class RefServer:
         chunks = (max_tokens + per_chunk - 1) // per_chunk
         last = 0.0
         ttft_sent = 0.0
+        first_unix = 0.0
+        t0_unix = time.time() - (time.perf_counter() - t0)
         gaps: list[float] = []
         for k in range(chunks):
             deadline = t0 + self.ttft + k * self.itl
@@ -178,6 +180,7 @@ class RefServer:
             self.late.add(now - deadline)
             if k == 0:
                 ttft_sent = now - t0
+                first_unix = time.time()
                 self.sent_ttft.add(ttft_sent)
             else:
                 gaps.append(now - last)
@@ -195,8 +198,25 @@ class RefServer:
         w.write(b"0\r\n\r\n")
         await w.drain()
         if len(self.sent) < 100_000:
-            self.sent.append({"ttft_ms": ttft_sent * 1000, "itl_ms": [g * 1000 for g in gaps]})
+            self.sent.append(
+                {
+                    "key": _key(req),
+                    "t0_unix": t0_unix,
+                    "first_unix": first_unix,
+                    "ttft_ms": ttft_sent * 1000,
+                    "itl_ms": [g * 1000 for g in gaps],
+                }
+            )
         return True
+
+
+def _key(req: dict[str, Any]) -> str:
+    """The first words of the prompt: lets a benchmark pair its requests with the server's."""
+    if isinstance(req.get("messages"), list):
+        text = " ".join(str(m.get("content", "")) for m in req["messages"] if isinstance(m, dict))
+    else:
+        text = str(req.get("prompt", ""))
+    return " ".join(text.split()[:16])
 
 
 def _words(req: dict[str, Any]) -> int:

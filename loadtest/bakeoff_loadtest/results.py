@@ -84,6 +84,7 @@ class LoadPoint(BaseModel):
     concurrency: int | None = Field(None, ge=1, description="Closed-loop streams (sync: 1).")
     rate_rps: float | None = Field(None, gt=0, description="Offered requests/s (open loop).")
     arrival: Literal["constant", "poisson"] | None = None
+    started_unix: float | None = Field(None, description="Wall-clock time (Unix s) of the first request start.")
     wall_s: float = Field(..., ge=0, description="First request start to last request end.")
     requests_started: int = Field(0, ge=0)
     requests_ok: int = Field(0, ge=0)
@@ -253,6 +254,7 @@ def summarize_point(
         concurrency=int(level) if not spec.open_loop else None,
         rate_rps=level if spec.open_loop else None,
         arrival=spec.arrival if spec.open_loop else None,
+        started_unix=t0 if recs else None,
         wall_s=wall,
         requests_started=len(recs),
         requests_ok=len(ok),
