@@ -1,0 +1,1 @@
+"""A vLLM-compatible server whose step times come from the performance model."""
