@@ -31,6 +31,7 @@ from bakeoff_runtime.sim.tokens import TextGenerator
 
 StepTimeFn = Callable[[StepCounts], float]
 MAX_CATCH_UP_S = 1.0
+SPIN_MARGIN_S = 0.001
 
 
 class Faults(BaseModel):
@@ -199,9 +200,7 @@ class Engine:
             if self.faults.stall_every and self.lag.steps % self.faults.stall_every == 0:
                 duration += self.faults.stall_s
             end = start + duration
-            delay = end - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await _sleep_until(loop, end)
             woke = loop.time()
             lag = max(0.0, woke - end)
             self.lag.modelled_s += modelled
@@ -246,6 +245,20 @@ class Engine:
                 self.metrics.preemptions.inc(len(result.preempted))
             self.metrics.on_step(plan.counts, modelled, lag, prompts_done, len(result.sampled))
         self._publish_state()
+
+
+async def _sleep_until(loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+    """Sleep to an absolute deadline with sub-millisecond accuracy.
+
+    The epoll selector rounds timeouts up to whole milliseconds, so a plain sleep wakes up to 1 ms
+    late. Sleep to just before the deadline, then yield to the loop (which keeps serving sockets)
+    until it has passed.
+    """
+    delay = deadline - loop.time()
+    if delay > SPIN_MARGIN_S:
+        await asyncio.sleep(delay - SPIN_MARGIN_S)
+    while loop.time() < deadline:
+        await asyncio.sleep(0)
 
 
 def make_request(
