@@ -1,0 +1,338 @@
+"""kopf handlers of the Bakeoff operator: size ModelVariants and validate BakeOffs into their status.
+
+Run it as the chart does::
+
+    kopf run --standalone -m bakeoff_operator.handlers --all-namespaces --liveness=http://0.0.0.0:8080/healthz
+
+The handlers stay thin: parse the object into its pydantic model, ask the pure planners
+(`planning.sizing`, `planning.status`) for the status it should have, and write the status subresource
+only when that differs from what is stored. A spec the API server accepted but Bakeoff cannot use
+becomes a False condition naming the field, and a `kopf.PermanentError` (no retries, no crash loop).
+
+What the operator knows of the cluster it keeps in kopf indexes, filled before any handler runs:
+the GPUClasses (the catalog is the default one overlaid with them), and the names, labels and
+conditions of the ModelVariants and BakeOffs per namespace. When a GPUClass changes (a price, a new
+class) every ModelVariant is re-sized; when a ModelVariant appears, goes, or changes its labels or
+conditions, the BakeOffs of its namespace are validated again. Those writes go through
+`bakeoff_operator.kube` with the `resourceVersion` they were computed from.
+
+Which namespaces are served is kopf's choice (`--namespace` per namespace, or `--all-namespaces`; the
+chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always watched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, TypeVar
+
+import kopf
+from bakeoff_runtime.gpus import GPUCatalog
+from pydantic import BaseModel, ValidationError
+
+from bakeoff_operator import kube
+from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
+from bakeoff_operator.api.common import GROUP, VERSION, Condition
+from bakeoff_operator.api.gpuclass import GPUClass
+from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
+from bakeoff_operator.planning import status as plan
+
+MODEL_VARIANTS: Final = (GROUP, VERSION, "modelvariants")
+BAKEOFFS: Final = (GROUP, VERSION, "bakeoffs")
+GPU_CLASSES: Final = (GROUP, VERSION, "gpuclasses")
+
+# kopf keeps its handling state in annotations under this prefix (not in `status.kopf`, which the CRDs'
+# structural schemas would prune). kopf ignores every annotation under its prefix when it diffs an
+# object, so it is a sub-domain of its own, leaving `bakeoff.dev/*` annotations to users.
+ANNOTATION_PREFIX: Final = "operator.bakeoff.dev"
+# A status write computed from a read that became stale is refused; read again at most this often.
+MAX_REFRESH_ATTEMPTS: Final = 3
+# Metadata the models read; the rest (managedFields, annotations, owner references) is not theirs.
+_PARSED_METADATA: Final = ("name", "namespace", "labels", "uid", "generation", "resourceVersion")
+
+StatusT = TypeVar("StatusT", bound=BaseModel)
+
+clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731 (replaced in tests)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The status an object should have, what it has, and what is wrong with its spec (if anything)."""
+
+    desired: BaseModel
+    stored: BaseModel | None
+    invalid: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return plan.status_changed(self.stored, self.desired)
+
+
+# --- reading objects -------------------------------------------------------------------------------------
+def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata") or {}
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {k: metadata[k] for k in _PARSED_METADATA if metadata.get(k) is not None},
+        "spec": body.get("spec") or {},
+    }
+
+
+def _stored_status(model: type[StatusT], body: Mapping[str, Any]) -> StatusT | None:
+    """The stored status, or None when there is none or it is not one this version can read (it is
+    then rewritten whole)."""
+    raw = body.get("status")
+    if not raw:
+        return None
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def problems(err: ValidationError) -> str:
+    """A validation error as `field: message` pairs, in the object's own (camelCase) field names."""
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        message = str(e["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _generation(body: Mapping[str, Any]) -> int | None:
+    generation = (body.get("metadata") or {}).get("generation")
+    return generation if isinstance(generation, int) else None
+
+
+def variant_outcome(body: Mapping[str, Any], catalog: GPUCatalog, now: datetime) -> Outcome:
+    """What a ModelVariant's status should be, given its stored body and the GPU class catalog."""
+    stored = _stored_status(ModelVariantStatus, body)
+    try:
+        mv = ModelVariant.model_validate(_wire(body))
+    except ValidationError as err:
+        message = problems(err)
+        desired = plan.invalid_variant_status(stored, message, _generation(body), now)
+        return Outcome(desired=desired, stored=stored, invalid=message)
+    mv = mv.model_copy(update={"status": stored})
+    return Outcome(desired=plan.desired_variant_status(mv, catalog, now), stored=stored)
+
+
+def observed_variant(body: Mapping[str, Any]) -> plan.ObservedVariant:
+    """The name, labels and readable conditions of a ModelVariant, whatever the rest of it holds."""
+    metadata = body.get("metadata") or {}
+    conditions = []
+    for raw in (body.get("status") or {}).get("conditions") or []:
+        try:
+            conditions.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue  # a condition this version cannot read says nothing it could act on
+    return plan.ObservedVariant(name=metadata["name"], labels=dict(metadata.get("labels") or {}), conditions=conditions)
+
+
+def bakeoff_outcome(body: Mapping[str, Any], variants: Iterable[plan.ObservedVariant], now: datetime) -> Outcome:
+    """What a BakeOff's status should be, given the ModelVariants of its namespace."""
+    stored = _stored_status(BakeOffStatus, body)
+    try:
+        bo = BakeOff.model_validate(_wire(body))
+    except ValidationError as err:
+        message = problems(err)
+        desired = plan.invalid_bakeoff_status(stored, message, _generation(body), now)
+        return Outcome(desired=desired, stored=stored, invalid=message)
+    bo = bo.model_copy(update={"status": stored})
+    return Outcome(desired=plan.bakeoff_status(bo, list(variants), _generation(body), now), stored=stored)
+
+
+def catalog_from(gpu_classes: kopf.Index[str, GPUClass]) -> GPUCatalog:
+    return plan.cluster_catalog(g for store in gpu_classes.values() for g in store)
+
+
+def _variants_in(index: kopf.Index[str, plan.ObservedVariant], namespace: str | None) -> list[plan.ObservedVariant]:
+    return list(index.get(namespace or "", []))
+
+
+# --- writing status ----------------------------------------------------------------------------------------
+def _write(patch: kopf.Patch, outcome: Outcome, owned: Iterable[str]) -> None:
+    if outcome.changed:
+        for key, value in plan.status_patch(outcome.desired, tuple(owned)).items():
+            patch.status[key] = value
+
+
+def refresh(
+    plural: str,
+    namespace: str,
+    name: str,
+    *,
+    compute: Callable[[Mapping[str, Any]], Outcome],
+    owned: Iterable[str],
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> bool:
+    """Read an object, compute its status, write it if it changed; read again when the write lost a
+    race. Returns whether a write happened."""
+    for _ in range(MAX_REFRESH_ATTEMPTS):
+        body = kube.get_object(plural, namespace, name)
+        if body is None:
+            return False
+        outcome = compute(body)
+        if not outcome.changed:
+            return False
+        version = str(body["metadata"]["resourceVersion"])
+        result = kube.patch_status(plural, namespace, name, plan.status_patch(outcome.desired, tuple(owned)), version)
+        if result is not kube.PatchOutcome.CONFLICT:
+            return result is kube.PatchOutcome.WRITTEN
+    logger.warning(f"{plural} {namespace}/{name}: status kept changing; left for its own handler")
+    return False
+
+
+# --- startup ---------------------------------------------------------------------------------------------------
+@kopf.on.startup()
+def configure(*, settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+    # One replica without peering (the chart's Deployment uses the Recreate strategy).
+    settings.peering.standalone = True
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # Conditions carry the news; Kubernetes Events only for what went wrong.
+    settings.posting.level = logging.WARNING
+    # No finalizers: status-only work owns nothing to clean up, and kopf adds one only for deletion
+    # handlers, of which there are none.
+    logger.info("Bakeoff operator: sizing ModelVariants and validating BakeOffs")
+
+
+# --- indexes ---------------------------------------------------------------------------------------------------
+@kopf.index(*GPU_CLASSES)
+def gpu_classes(*, name: str, body: kopf.Body, logger: kopf.Logger, **_: Any) -> dict[str, GPUClass] | None:
+    """GPUClass objects by name; one the model rejects is left out (variants naming it get UnknownGPUClass)."""
+    try:
+        return {name: GPUClass.model_validate(_wire(body))}
+    except ValidationError as err:
+        logger.warning(f"GPUClass {name} is left out of the catalog: {problems(err)}")
+        return None
+
+
+@kopf.index(*MODEL_VARIANTS)
+def model_variants(*, namespace: str | None, body: kopf.Body, **_: Any) -> dict[str, plan.ObservedVariant]:
+    """ModelVariants by namespace: what BakeOff validation reads of them."""
+    return {namespace or "": observed_variant(body)}
+
+
+@kopf.index(*BAKEOFFS)
+def bakeoffs(*, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
+    """BakeOff names by namespace."""
+    return {namespace or "": name}
+
+
+# --- ModelVariant ------------------------------------------------------------------------------------------------
+@kopf.on.resume(*MODEL_VARIANTS)
+@kopf.on.create(*MODEL_VARIANTS)
+@kopf.on.update(*MODEL_VARIANTS)
+def size_model_variant(
+    *,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """Size the variant on the cluster's GPU classes and write Fits, Ready, placement and predictions."""
+    gpu_classes: kopf.Index[str, GPUClass] = kwargs["gpu_classes"]
+    outcome = variant_outcome(body, catalog_from(gpu_classes), clock())
+    _write(patch, outcome, plan.OWNED_VARIANT_FIELDS)
+    if outcome.invalid is not None:
+        raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
+    if outcome.changed:
+        logger.info("status updated")
+
+
+@kopf.on.event(*GPU_CLASSES)
+def resize_on_gpu_class_change(
+    *,
+    type: str | None,
+    name: str,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """A GPU class appeared, changed (a price) or went: size every ModelVariant again."""
+    gpu_classes: kopf.Index[str, GPUClass] = kwargs["gpu_classes"]
+    model_variants: kopf.Index[str, plan.ObservedVariant] = kwargs["model_variants"]
+    if type is None:
+        return  # the initial listing; the resume handlers size every variant with the full catalog
+    catalog = catalog_from(gpu_classes)
+    now = clock()
+    written = 0
+    for namespace, store in list(model_variants.items()):
+        for variant in list(store):
+            written += refresh(
+                MODEL_VARIANTS[2],
+                namespace,
+                variant.name,
+                compute=lambda b: variant_outcome(b, catalog, now),
+                owned=plan.OWNED_VARIANT_FIELDS,
+                logger=logger,
+            )
+    logger.info(f"GPUClass {name} {type.lower()}: {written} ModelVariant status(es) updated")
+
+
+# --- BakeOff ------------------------------------------------------------------------------------------------------
+@kopf.on.resume(*BAKEOFFS)
+@kopf.on.create(*BAKEOFFS)
+@kopf.on.update(*BAKEOFFS)
+def validate_bakeoff(
+    *,
+    body: kopf.Body,
+    namespace: str | None,
+    patch: kopf.Patch,
+    **kwargs: Any,
+) -> None:
+    """Check the variants the bake-off names or selects exist and are Ready; say that runs are not scheduled."""
+    model_variants: kopf.Index[str, plan.ObservedVariant] = kwargs["model_variants"]
+    outcome = bakeoff_outcome(body, _variants_in(model_variants, namespace), clock())
+    _write(patch, outcome, plan.OWNED_BAKEOFF_FIELDS)
+    if outcome.invalid is not None:
+        raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
+
+
+def _fingerprint(variant: plan.ObservedVariant) -> tuple[Any, ...]:
+    """What a BakeOff's validation depends on: labels and each condition's status and reason."""
+    conditions = sorted((c.type, c.status.value, c.reason) for c in variant.conditions)
+    return (tuple(sorted(variant.labels.items())), tuple(conditions))
+
+
+@kopf.on.event(*MODEL_VARIANTS)
+def revalidate_bakeoffs(
+    *,
+    type: str | None,
+    body: kopf.Body,
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    logger: kopf.Logger,
+    **kwargs: Any,
+) -> None:
+    """A ModelVariant appeared, went, or changed labels or conditions: validate its namespace's BakeOffs."""
+    model_variants: kopf.Index[str, plan.ObservedVariant] = kwargs["model_variants"]
+    bakeoffs: kopf.Index[str, str] = kwargs["bakeoffs"]
+    seen: dict[tuple[str, str], tuple[Any, ...]] = memo.setdefault("variant_fingerprints", {})
+    key = (namespace or "", name)
+    if type == "DELETED":
+        seen.pop(key, None)
+    else:
+        fingerprint = _fingerprint(observed_variant(body))
+        unchanged = seen.get(key) == fingerprint
+        seen[key] = fingerprint
+        if type is None or unchanged:
+            return  # the initial listing (resume handlers cover it), or nothing a BakeOff depends on
+    variants = _variants_in(model_variants, namespace)
+    now = clock()
+    for bakeoff in sorted(set(bakeoffs.get(namespace or "", []))):
+        refresh(
+            BAKEOFFS[2],
+            namespace or "",
+            bakeoff,
+            compute=lambda b: bakeoff_outcome(b, variants, now),
+            owned=plan.OWNED_BAKEOFF_FIELDS,
+            logger=logger,
+        )

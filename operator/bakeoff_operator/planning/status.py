@@ -1,0 +1,373 @@
+"""Desired status of ModelVariants and BakeOffs: conditions, placement and predictions, and whether
+a status write is needed at all.
+
+Pure: functions of the parsed objects, the GPU class catalog and the time (injected), so the
+operator's handlers stay thin and these rules are table-tested without a cluster. Conditions follow
+`metav1.Condition`: one per type, a CamelCase reason constant, a message that names the fix,
+`observedGeneration`, and a `lastTransitionTime` that moves only when the condition's status does.
+
+What a ModelVariant's status says today:
+- `Fits`: does the format run on the resolved GPU class, and do weights, KV cache and state fit at the
+  tensor-parallel size chosen (the planner in `planning.sizing`).
+- `Ready`: always False with reason `NotDeployed`; deployment to KServe comes in a later release.
+- `predicted`: capacity and cost of one replica on the `multi-turn-chat` use case (512 prompt / 256
+  output tokens) under continuous batching. With TTFT or ITL bounds in `spec.slo`, `maxQps` is the
+  highest rate meeting them at the SLO's percentile; otherwise it is the saturation rate. Output
+  tokens/s and cost per 1M output tokens are taken at that same rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from bakeoff_runtime.formats import ExecutionMode, resolve_execution
+from bakeoff_runtime.gpus import GPUCatalog, GPUSpec, default_catalog
+from bakeoff_runtime.perf import PerformanceModel
+from bakeoff_runtime.workloads import Workload, get_workload
+from pydantic import BaseModel, ConfigDict, Field
+
+from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
+from bakeoff_operator.api.common import (
+    MAX_MESSAGE,
+    Condition,
+    ConditionStatus,
+    ConditionType,
+    LabelSelector,
+    Reason,
+    find_condition,
+    set_condition,
+)
+from bakeoff_operator.api.gpuclass import GPUClass
+from bakeoff_operator.api.modelvariant import AUTO, ModelVariant, ModelVariantStatus, PredictedCapacity
+from bakeoff_operator.planning.sizing import Sizing, size_variant
+
+# The ModelVariant SLO has no workload field, so every variant is predicted on the same use case: the
+# middle of the quantization study's seven, in the mode a cluster serves in (continuous batching).
+PREDICTION_WORKLOAD: Final = "multi-turn-chat"
+PREDICTION_MODE: Final = "async"
+
+# Reasons this module writes that `api.common.Reason` does not define.
+NOT_DEPLOYED: Final = "NotDeployed"
+RUNS_NOT_SCHEDULED: Final = "RunsNotScheduled"
+
+NOT_DEPLOYED_MESSAGE: Final = (
+    "not deployed: Bakeoff does not create the KServe ServingRuntime and InferenceService yet (that comes in a "
+    "later release); this status shows the sizing and the predicted capacity and cost only"
+)
+RUNS_NOT_SCHEDULED_MESSAGE: Final = (
+    "no run scheduled: Bakeoff does not start load-test runs (scheduled Locust Jobs) in the cluster yet (that comes "
+    "in a later release); `bakeoff run <file>` runs this bake-off on one machine"
+)
+
+# Status fields of a ModelVariant this module owns; a merge patch sets each one, null when absent, so a
+# value that no longer holds (a GPU class that stopped fitting) is removed rather than left behind.
+OWNED_VARIANT_FIELDS: Final = ("observedGeneration", "conditions", "resolvedGPUClass", "tensorParallelSize",
+                               "formatExecution", "predicted")  # fmt: skip
+OWNED_BAKEOFF_FIELDS: Final = ("observedGeneration", "conditions")
+
+
+def _message(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _condition(type_: str, ok: bool, reason: str, message: str, *, generation: int | None, now: datetime) -> Condition:
+    return Condition(
+        type=type_,
+        status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+        reason=reason,
+        message=_message(message),
+        observed_generation=generation,
+        last_transition_time=now,
+    )
+
+
+def _with(conditions: Sequence[Condition], *new: Condition) -> list[Condition]:
+    out = list(conditions)
+    for c in new:
+        out = set_condition(out, c)
+    return out
+
+
+# --- the GPU class catalog -------------------------------------------------------------------------------
+def cluster_catalog(gpu_classes: Iterable[GPUClass], base: GPUCatalog | None = None) -> GPUCatalog:
+    """The default catalog overlaid with the cluster's GPUClass objects: one of the same name replaces
+    the built-in entry (prices, a corrected spec), others are added. Sorted by name, so the same
+    objects give the same catalog whatever order they were listed in."""
+    catalog = base if base is not None else default_catalog()
+    for gpu_class in sorted(gpu_classes, key=lambda g: g.metadata.name):
+        catalog = catalog.with_gpu(gpu_class.to_gpu_spec())
+    return catalog.model_copy(update={"gpus": sorted(catalog.gpus, key=lambda g: g.name)})
+
+
+# --- ModelVariant -----------------------------------------------------------------------------------------
+def prediction_workload(mv: ModelVariant) -> Workload:
+    """The use case a variant's status predicts capacity and cost for (see the module docstring)."""
+    del mv  # every variant gets the same one until the API lets a variant name its own
+    return get_workload(PREDICTION_WORKLOAD)
+
+
+def size_for_status(mv: ModelVariant, catalog: GPUCatalog) -> Sizing:
+    """The planner's placement of `mv`, priced on the prediction workload at on-demand prices."""
+    return size_variant(mv, catalog, prediction_workload(mv), mode=PREDICTION_MODE, spot=False)
+
+
+def _try(catalog: GPUCatalog, name: str) -> GPUSpec | None:
+    try:
+        return catalog.get(name)
+    except KeyError:
+        return None
+
+
+def _format_refused(mv: ModelVariant, gpu: GPUSpec) -> bool:
+    mode = resolve_execution(mv.spec.format, gpu.compute_capability, gpu.name).mode
+    return mode is ExecutionMode.UNSUPPORTED or (
+        mode is ExecutionMode.WEIGHT_ONLY_FALLBACK and not mv.spec.allow_weight_only_fallback
+    )
+
+
+def fits_reason(mv: ModelVariant, sizing: Sizing, catalog: GPUCatalog) -> str:
+    """The `Fits` reason: which of the causes a user can act on applies."""
+    if sizing.fits:
+        if sizing.execution is ExecutionMode.WEIGHT_ONLY_FALLBACK:
+            return Reason.WEIGHT_ONLY_FALLBACK
+        return Reason.FITS_IN_MEMORY
+    if mv.spec.gpu_class != AUTO:
+        gpu = _try(catalog, mv.spec.gpu_class)
+        if gpu is None:
+            return Reason.UNKNOWN_GPU_CLASS
+        return Reason.FORMAT_UNSUPPORTED if _format_refused(mv, gpu) else Reason.DOES_NOT_FIT
+    gpus = [g for g in (_try(catalog, c.gpu_class) for c in sizing.candidates) if g is not None]
+    if gpus and all(_format_refused(mv, g) for g in gpus):
+        return Reason.FORMAT_UNSUPPORTED
+    return Reason.DOES_NOT_FIT
+
+
+def predicted_capacity(mv: ModelVariant, sizing: Sizing) -> PredictedCapacity | None:
+    """One replica's capacity and cost on the prediction workload, at the SLO when it bounds TTFT or ITL."""
+    if sizing.variant is None or sizing.prediction is None:
+        return None
+    prediction = sizing.prediction
+    slo = mv.spec.slo
+    qps = prediction.max_qps
+    if slo is not None and (slo.ttft_ms is not None or slo.itl_ms is not None):
+        qps = PerformanceModel(sizing.variant).qps_at_slo(
+            prediction.prompt_tokens,
+            prediction.output_tokens,
+            ttft_s=slo.ttft_ms / 1000 if slo.ttft_ms is not None else None,
+            itl_s=slo.itl_ms / 1000 if slo.itl_ms is not None else None,
+            percentile=slo.percentile.quantile,
+        )
+    if qps is None:
+        return PredictedCapacity(workload=prediction.workload)
+    tokens_per_s = qps * prediction.output_tokens
+    # Cost per 1M output tokens = the replica's hourly price / output tokens per hour × 1e6.
+    cost = prediction.price_per_hour_usd / (tokens_per_s * 3600) * 1e6 if tokens_per_s > 0 else None
+    return PredictedCapacity(
+        max_qps=round(qps, 4),
+        output_tokens_per_second=round(tokens_per_s, 2),
+        cost_per_1m_output_tokens_usd=round(cost, 4) if cost is not None else None,
+        workload=prediction.workload,
+    )
+
+
+def variant_status(
+    mv: ModelVariant,
+    sizing: Sizing,
+    generation: int | None,
+    now: datetime,
+    *,
+    catalog: GPUCatalog,
+) -> ModelVariantStatus:
+    """The status `mv` should have: `mv.status` with the fields this module owns recomputed.
+
+    Fields owned by others (endpoint, replicas, live cost) are carried over untouched.
+    """
+    old = mv.status or ModelVariantStatus()
+    reason = fits_reason(mv, sizing, catalog)
+    fits = _condition(ConditionType.FITS, sizing.fits, reason, sizing.reason, generation=generation, now=now)
+    ready = _condition(ConditionType.READY, False, NOT_DEPLOYED, NOT_DEPLOYED_MESSAGE, generation=generation, now=now)
+    return old.model_copy(
+        update={
+            "observed_generation": generation,
+            "conditions": _with(old.conditions, fits, ready),
+            "resolved_gpu_class": sizing.gpu_class,
+            "tensor_parallel_size": sizing.tensor_parallel,
+            "format_execution": sizing.execution if sizing.fits else None,
+            "predicted": predicted_capacity(mv, sizing),
+        }
+    )
+
+
+def desired_variant_status(mv: ModelVariant, catalog: GPUCatalog, now: datetime) -> ModelVariantStatus:
+    """Size `mv` on `catalog` and give the status that says so."""
+    return variant_status(mv, size_for_status(mv, catalog), mv.metadata.generation, now, catalog=catalog)
+
+
+def invalid_variant_status(
+    old: ModelVariantStatus | None, message: str, generation: int | None, now: datetime
+) -> ModelVariantStatus:
+    """The status of a ModelVariant whose spec the API server accepted but Bakeoff cannot use."""
+    old = old or ModelVariantStatus()
+    text = f"invalid spec: {message}"
+    fits = _condition(ConditionType.FITS, False, Reason.INVALID_SPEC, text, generation=generation, now=now)
+    ready = _condition(ConditionType.READY, False, Reason.INVALID_SPEC, text, generation=generation, now=now)
+    return old.model_copy(
+        update={
+            "observed_generation": generation,
+            "conditions": _with(old.conditions, fits, ready),
+            "resolved_gpu_class": None,
+            "tensor_parallel_size": None,
+            "format_execution": None,
+            "predicted": None,
+        }
+    )
+
+
+# --- BakeOff ------------------------------------------------------------------------------------------------
+class ObservedVariant(BaseModel):
+    """What a BakeOff's validation needs to know of one ModelVariant in its namespace."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=253, description="ModelVariant name.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Its labels (for variantSelector).")
+    conditions: list[Condition] = Field(default_factory=list, description="Its status conditions.")
+
+    @classmethod
+    def from_variant(cls, mv: ModelVariant) -> ObservedVariant:
+        return cls(
+            name=mv.metadata.name,
+            labels=dict(mv.metadata.labels),
+            conditions=list(mv.status.conditions) if mv.status else [],
+        )
+
+
+def _selection(
+    bo: BakeOff, variants: Sequence[ObservedVariant]
+) -> tuple[list[ObservedVariant], tuple[str, str] | None]:
+    """The variants a BakeOff names or selects, or the reason and message saying why there are none."""
+    spec = bo.spec
+    namespace = bo.metadata.namespace or "default"
+    by_name = {v.name: v for v in variants}
+    if spec.variants is not None:
+        missing = [n for n in spec.variants if n not in by_name]
+        if missing:
+            known = ", ".join(sorted(by_name)) or "none"
+            text = (
+                f"spec.variants names {', '.join(missing)}, which no ModelVariant in namespace {namespace} defines; "
+                f"create {'them' if len(missing) > 1 else 'it'} or fix the names (ModelVariants there: {known})"
+            )
+            return [], (Reason.VARIANT_NOT_FOUND, text)
+        return [by_name[n] for n in spec.variants], None
+    selector: LabelSelector | None = spec.variant_selector
+    assert selector is not None  # the model requires variants or variantSelector
+    chosen = sorted((v for v in variants if selector.matches(v.labels)), key=lambda v: v.name)
+    if not chosen:
+        text = (
+            f"spec.variantSelector matches no ModelVariant in namespace {namespace} "
+            f"({len(variants)} there); label the variants or change the selector"
+        )
+        return [], (Reason.NO_VARIANTS_SELECTED, text)
+    return chosen, None
+
+
+def _readiness(v: ObservedVariant) -> str:
+    ready = find_condition(v.conditions, ConditionType.READY)
+    if ready is None:
+        return f"{v.name} (not sized yet)"
+    fits = find_condition(v.conditions, ConditionType.FITS)
+    extra = f", does not fit: {fits.reason}" if fits is not None and fits.status is ConditionStatus.FALSE else ""
+    return f"{v.name} ({ready.reason}{extra})"
+
+
+def bakeoff_status(
+    bo: BakeOff, variants: Sequence[ObservedVariant], generation: int | None, now: datetime
+) -> BakeOffStatus:
+    """The status `bo` should have, validated against the ModelVariants of its namespace.
+
+    `VariantsResolved` is True when every named or selected variant exists and is Ready; `Running` is
+    False until in-cluster runs exist. Results, frontier and recommendation are carried over.
+    """
+    old = bo.status or BakeOffStatus()
+    chosen, problem = _selection(bo, variants)
+    if problem is not None:
+        reason, text = problem
+        resolved = _condition(ConditionType.VARIANTS_RESOLVED, False, reason, text, generation=generation, now=now)
+    else:
+        not_ready = [
+            v
+            for v in chosen
+            if (c := find_condition(v.conditions, ConditionType.READY)) is None or c.status is not ConditionStatus.TRUE
+        ]
+        if not_ready:
+            text = f"{len(chosen)} variant(s) found; not Ready: {', '.join(_readiness(v) for v in not_ready)}"
+            resolved = _condition(
+                ConditionType.VARIANTS_RESOLVED, False, Reason.VARIANT_NOT_READY, text, generation=generation, now=now
+            )
+        else:
+            text = f"all {len(chosen)} variant(s) found and Ready: {', '.join(v.name for v in chosen)}"
+            resolved = _condition(
+                ConditionType.VARIANTS_RESOLVED, True, Reason.VARIANTS_FOUND, text, generation=generation, now=now
+            )
+    running = _condition(
+        ConditionType.RUNNING, False, RUNS_NOT_SCHEDULED, RUNS_NOT_SCHEDULED_MESSAGE, generation=generation, now=now
+    )
+    return old.model_copy(
+        update={"observed_generation": generation, "conditions": _with(old.conditions, resolved, running)}
+    )
+
+
+def invalid_bakeoff_status(
+    old: BakeOffStatus | None, message: str, generation: int | None, now: datetime
+) -> BakeOffStatus:
+    """The status of a BakeOff whose spec the API server accepted but Bakeoff cannot use."""
+    old = old or BakeOffStatus()
+    text = f"invalid spec: {message}"
+    resolved = _condition(
+        ConditionType.VARIANTS_RESOLVED, False, Reason.INVALID_SPEC, text, generation=generation, now=now
+    )
+    running = _condition(ConditionType.RUNNING, False, Reason.INVALID_SPEC, text, generation=generation, now=now)
+    return old.model_copy(
+        update={"observed_generation": generation, "conditions": _with(old.conditions, resolved, running)}
+    )
+
+
+# --- writing status ------------------------------------------------------------------------------------------
+def _comparable(status: BaseModel | None) -> dict[str, Any]:
+    if status is None:
+        return {}
+    wire: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    conditions = [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in wire.get("conditions", [])]
+    wire["conditions"] = sorted(conditions, key=lambda c: str(c["type"]))
+    return wire
+
+
+def status_changed(old: BaseModel | None, new: BaseModel) -> bool:
+    """Whether writing `new` over `old` changes anything a reader cares about.
+
+    The order of conditions and their `lastTransitionTime` are ignored: `set_condition` keeps the
+    time of a condition whose status held, and a time alone never justifies a write.
+    """
+    return _comparable(old) != _comparable(new)
+
+
+def status_patch(status: BaseModel, owned: Sequence[str]) -> dict[str, Any]:
+    """A JSON merge patch of the `status` subresource setting exactly the `owned` fields.
+
+    An owned field that is unset becomes null (removed); nested objects are written whole, with
+    nulls for their unset fields, since a merge patch would otherwise keep stale values inside them.
+    """
+    full: Mapping[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=False)
+    patch: dict[str, Any] = {}
+    for key in owned:
+        value = full.get(key)
+        if isinstance(value, list):
+            value = [_drop_none(v) if isinstance(v, dict) else v for v in value]
+        patch[key] = value
+    return patch
+
+
+def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
