@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from bakeoff_runtime.launcher import RuntimeSpec, RuntimeStartError, launch, launch_many, running
+
 from tests.sim.conftest import SERVED, sim_variant
 
 

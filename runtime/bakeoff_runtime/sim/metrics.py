@@ -184,14 +184,15 @@ class SimMetrics:
             "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
             token_buckets,
         ).labels(*values)
+        # Like vLLM's, the info gauge is labelled with the engine and the cache configuration only.
         info = Gauge(
             "vllm:cache_config_info",
             "Information of the LLMEngine CacheConfig",
-            sorted({*labels, *cache_config}),
+            sorted({"engine", *cache_config}),
             registry=reg,
             multiprocess_mode="mostrecent",
         )
-        info.labels(**{"model_name": model_name, "engine": "0", **cache_config}).set(1)
+        info.labels(**{"engine": "0", **cache_config}).set(1)
 
         # The simulator's own families.
         self.schedule_lag = Histogram(
