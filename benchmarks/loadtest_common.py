@@ -31,6 +31,8 @@ class Server:
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def cores() -> list[int]:

@@ -28,6 +28,12 @@ class RefServer:
         with urllib.request.urlopen(self.url + "/stats", timeout=10) as r:
             return dict(json.loads(r.read()))
 
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
     def reset(self) -> None:
         req = urllib.request.Request(self.url + "/stats/reset", data=b"{}", method="POST")
         urllib.request.urlopen(req, timeout=10).read()
@@ -50,8 +56,7 @@ def refserver() -> Iterator[RefServer]:
     """TTFT 40 ms, ITL 8 ms, precise to well under a millisecond on an idle core."""
     srv = start_refserver(40.0, 8.0)
     yield srv
-    srv.proc.kill()
-    srv.proc.wait()
+    srv.stop()
 
 
 @pytest.fixture
@@ -65,5 +70,4 @@ def make_refserver() -> Iterator[Callable[..., RefServer]]:
 
     yield make
     for s in started:
-        s.proc.kill()
-        s.proc.wait()
+        s.stop()
