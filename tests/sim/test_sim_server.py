@@ -220,3 +220,20 @@ def _url_from_log(rt: RunningRuntime) -> str:
         if line.startswith("http://"):
             return line.strip()
     return ""
+
+
+def test_hybrid_variant_holds_mamba_state_slots(tmp_path: Path) -> None:
+    from tests.sim.conftest import sim_variant
+
+    with start_sim(tmp_path, variant=sim_variant("apriel-h1-h30", gpu="h100")) as rt:
+        idle = stats(rt.url)
+        assert idle["mamba_state_slots"] is not None
+        assert idle["mamba_state_slots"] > 0
+        body = {"model": SERVED, "prompt": words(50), "max_tokens": 600, "stream": True}
+        with httpx.stream("POST", rt.url + "/v1/completions", json=body, timeout=30) as resp:
+            lines = resp.iter_lines()  # held: dropping the iterator closes the connection
+            for line in lines:
+                if line.startswith("data: "):
+                    break
+            assert stats(rt.url)["free_mamba_state_slots"] == idle["mamba_state_slots"] - 1
+        wait_for(lambda: stats(rt.url)["free_mamba_state_slots"] == idle["mamba_state_slots"])
