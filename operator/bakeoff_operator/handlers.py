@@ -5,16 +5,18 @@ Run it as the chart does::
     kopf run --standalone -m bakeoff_operator.handlers --all-namespaces --liveness=http://0.0.0.0:8080/healthz
 
 The handlers stay thin: parse the object into its pydantic model, ask the pure planners
-(`planning.sizing`, `planning.status`) for the status it should have, and write the status subresource
-only when that differs from what is stored. A spec the API server accepted but Bakeoff cannot use
-becomes a False condition naming the field, and a `kopf.PermanentError` (no retries, no crash loop).
+(`planning.sizing`, `planning.status`) for the status it should have, and merge-patch the status
+subresource only when that differs from what is stored. A spec the API server accepted but Bakeoff
+cannot use becomes a False condition naming the field, and a `kopf.PermanentError` (no retries, no
+crash loop).
 
 What the operator knows of the cluster it keeps in kopf indexes, filled before any handler runs:
 the GPUClasses (the catalog is the default one overlaid with them), and the names, labels and
 conditions of the ModelVariants and BakeOffs per namespace. When a GPUClass changes (a price, a new
-class) every ModelVariant is re-sized; when a ModelVariant appears, goes, or changes its labels or
-conditions, the BakeOffs of its namespace are validated again. Those writes go through
-`bakeoff_operator.kube` with the `resourceVersion` they were computed from.
+class) every ModelVariant is sized again; when a ModelVariant appears, goes, or changes its labels or
+conditions, the BakeOffs of its namespace are validated again. Because a status depends on other
+objects, every status is computed and written under one lock per kind and namespace, through
+`bakeoff_operator.kube` with the `resourceVersion` it was read at (see `_StatusLocks`).
 
 Which namespaces are served is kopf's choice (`--namespace` per namespace, or `--all-namespaces`; the
 chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always watched.
@@ -23,6 +25,7 @@ chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always wa
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -155,10 +158,26 @@ def _variants_in(index: kopf.Index[str, plan.ObservedVariant], namespace: str | 
 
 
 # --- writing status ----------------------------------------------------------------------------------------
-def _write(patch: kopf.Patch, outcome: Outcome, owned: Iterable[str]) -> None:
-    if outcome.changed:
-        for key, value in plan.status_patch(outcome.desired, tuple(owned)).items():
-            patch.status[key] = value
+class _StatusLocks:
+    """One lock per (kind, namespace): a status is computed and written while holding it.
+
+    A status depends on more than its object (the GPU classes, the variants a bake-off names), and
+    kopf delivers the events of each kind on its own. Indexes are updated before any handler of the
+    event runs, so a computation that starts after another has written reads data at least as new:
+    the last write is always computed from the newest data. kopf's own `patch.status` is applied
+    after the handler returns, outside any lock, which is why handlers write through the API.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def __call__(self, plural: str, namespace: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((plural, namespace), threading.Lock())
+
+
+status_lock = _StatusLocks()
 
 
 def refresh(
@@ -169,22 +188,28 @@ def refresh(
     compute: Callable[[Mapping[str, Any]], Outcome],
     owned: Iterable[str],
     logger: logging.Logger | logging.LoggerAdapter[Any],
-) -> bool:
-    """Read an object, compute its status, write it if it changed; read again when the write lost a
-    race. Returns whether a write happened."""
-    for _ in range(MAX_REFRESH_ATTEMPTS):
-        body = kube.get_object(plural, namespace, name)
-        if body is None:
-            return False
-        outcome = compute(body)
-        if not outcome.changed:
-            return False
-        version = str(body["metadata"]["resourceVersion"])
-        result = kube.patch_status(plural, namespace, name, plan.status_patch(outcome.desired, tuple(owned)), version)
-        if result is not kube.PatchOutcome.CONFLICT:
-            return result is kube.PatchOutcome.WRITTEN
-    logger.warning(f"{plural} {namespace}/{name}: status kept changing; left for its own handler")
-    return False
+) -> Outcome | None:
+    """Read an object, compute its status and write it if it changed, holding the status lock; read
+    again when the write lost a race (kopf's own annotation writes). None when the object is gone."""
+    with status_lock(plural, namespace):
+        outcome = None
+        for _ in range(MAX_REFRESH_ATTEMPTS):
+            body = kube.get_object(plural, namespace, name)
+            if body is None:
+                return None
+            outcome = compute(body)
+            if not outcome.changed:
+                return outcome
+            version = str(body["metadata"]["resourceVersion"])
+            patch = plan.status_patch(outcome.desired, tuple(owned))
+            result = kube.patch_status(plural, namespace, name, patch, version)
+            if result is kube.PatchOutcome.WRITTEN:
+                logger.info(f"{plural} {namespace}/{name}: status updated")
+                return outcome
+            if result is kube.PatchOutcome.GONE:
+                return None
+        logger.warning(f"{plural} {namespace}/{name}: status not written, the object kept changing")
+        return outcome
 
 
 # --- startup ---------------------------------------------------------------------------------------------------
@@ -230,21 +255,19 @@ def bakeoffs(*, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
 @kopf.on.resume(*MODEL_VARIANTS)
 @kopf.on.create(*MODEL_VARIANTS)
 @kopf.on.update(*MODEL_VARIANTS)
-def size_model_variant(
-    *,
-    body: kopf.Body,
-    patch: kopf.Patch,
-    logger: kopf.Logger,
-    **kwargs: Any,
-) -> None:
+def size_model_variant(*, name: str, namespace: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     """Size the variant on the cluster's GPU classes and write Fits, Ready, placement and predictions."""
     gpu_classes: kopf.Index[str, GPUClass] = kwargs["gpu_classes"]
-    outcome = variant_outcome(body, catalog_from(gpu_classes), clock())
-    _write(patch, outcome, plan.OWNED_VARIANT_FIELDS)
-    if outcome.invalid is not None:
+    outcome = refresh(
+        MODEL_VARIANTS[2],
+        namespace or "",
+        name,
+        compute=lambda b: variant_outcome(b, catalog_from(gpu_classes), clock()),
+        owned=plan.OWNED_VARIANT_FIELDS,
+        logger=logger,
+    )
+    if outcome is not None and outcome.invalid is not None:
         raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
-    if outcome.changed:
-        logger.info("status updated")
 
 
 @kopf.on.event(*GPU_CLASSES)
@@ -260,38 +283,35 @@ def resize_on_gpu_class_change(
     model_variants: kopf.Index[str, plan.ObservedVariant] = kwargs["model_variants"]
     if type is None:
         return  # the initial listing; the resume handlers size every variant with the full catalog
-    catalog = catalog_from(gpu_classes)
-    now = clock()
-    written = 0
+    logger.info(f"GPUClass {name} {type.lower()}: sizing every ModelVariant again")
     for namespace, store in list(model_variants.items()):
-        for variant in list(store):
-            written += refresh(
+        for variant in sorted({v.name for v in store}):
+            refresh(
                 MODEL_VARIANTS[2],
                 namespace,
-                variant.name,
-                compute=lambda b: variant_outcome(b, catalog, now),
+                variant,
+                compute=lambda b: variant_outcome(b, catalog_from(gpu_classes), clock()),
                 owned=plan.OWNED_VARIANT_FIELDS,
                 logger=logger,
             )
-    logger.info(f"GPUClass {name} {type.lower()}: {written} ModelVariant status(es) updated")
 
 
 # --- BakeOff ------------------------------------------------------------------------------------------------------
 @kopf.on.resume(*BAKEOFFS)
 @kopf.on.create(*BAKEOFFS)
 @kopf.on.update(*BAKEOFFS)
-def validate_bakeoff(
-    *,
-    body: kopf.Body,
-    namespace: str | None,
-    patch: kopf.Patch,
-    **kwargs: Any,
-) -> None:
+def validate_bakeoff(*, name: str, namespace: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
     """Check the variants the bake-off names or selects exist and are Ready; say that runs are not scheduled."""
     model_variants: kopf.Index[str, plan.ObservedVariant] = kwargs["model_variants"]
-    outcome = bakeoff_outcome(body, _variants_in(model_variants, namespace), clock())
-    _write(patch, outcome, plan.OWNED_BAKEOFF_FIELDS)
-    if outcome.invalid is not None:
+    outcome = refresh(
+        BAKEOFFS[2],
+        namespace or "",
+        name,
+        compute=lambda b: bakeoff_outcome(b, _variants_in(model_variants, namespace), clock()),
+        owned=plan.OWNED_BAKEOFF_FIELDS,
+        logger=logger,
+    )
+    if outcome is not None and outcome.invalid is not None:
         raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
 
 
@@ -325,14 +345,12 @@ def revalidate_bakeoffs(
         seen[key] = fingerprint
         if type is None or unchanged:
             return  # the initial listing (resume handlers cover it), or nothing a BakeOff depends on
-    variants = _variants_in(model_variants, namespace)
-    now = clock()
     for bakeoff in sorted(set(bakeoffs.get(namespace or "", []))):
         refresh(
             BAKEOFFS[2],
             namespace or "",
             bakeoff,
-            compute=lambda b: bakeoff_outcome(b, variants, now),
+            compute=lambda b: bakeoff_outcome(b, _variants_in(model_variants, namespace), clock()),
             owned=plan.OWNED_BAKEOFF_FIELDS,
             logger=logger,
         )

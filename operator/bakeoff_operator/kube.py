@@ -12,6 +12,7 @@ same order kopf logs in with).
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Final
@@ -36,8 +37,9 @@ def _load_configuration() -> client.Configuration:
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
+        # KUBECONFIG is read now, not when the client library was imported.
         config.load_kube_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration, persist_config=False
+            config_file=os.environ.get("KUBECONFIG") or None, client_configuration=configuration, persist_config=False
         )
     return configuration
 
