@@ -18,6 +18,9 @@ conditions, the BakeOffs of its namespace are validated again. Because a status 
 objects, every status is computed and written under one lock per kind and namespace, through
 `bakeoff_operator.kube` with the `resourceVersion` it was read at (see `_StatusLocks`).
 
+Environment (set by the chart): `BAKEOFF_NAMESPACE` is the operator's own namespace (the pod's),
+`BAKEOFF_METRICS_PORT`, `BAKEOFF_PROMETHEUS_URL` and `BAKEOFF_VLLM_IMAGE` configure the metrics,
+autoscaler and runtimes; they are checked at startup (`OperatorConfig`) and kept in kopf's `memo`.
 Which namespaces are served is kopf's choice (`--namespace` per namespace, or `--all-namespaces`; the
 chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always watched.
 """
@@ -25,19 +28,20 @@ chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always wa
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 
 import kopf
 from bakeoff_runtime.gpus import GPUCatalog
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bakeoff_operator import kube
 from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
-from bakeoff_operator.api.common import GROUP, VERSION, Condition
+from bakeoff_operator.api.common import DNS_LABEL, GROUP, VERSION, Condition
 from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
 from bakeoff_operator.planning import status as plan
@@ -71,6 +75,43 @@ class Outcome:
     @property
     def changed(self) -> bool:
         return plan.status_changed(self.stored, self.desired)
+
+
+class OperatorConfig(BaseModel):
+    """The operator's environment, checked once at startup."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    namespace: str | None = Field(
+        default=None, max_length=63, pattern=DNS_LABEL, description="BAKEOFF_NAMESPACE: the operator's own namespace."
+    )
+    metrics_port: int = Field(default=9090, ge=1, le=65535, description="BAKEOFF_METRICS_PORT: bakeoff_* metrics.")
+    prometheus_url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://[^\s]+$", description="BAKEOFF_PROMETHEUS_URL."
+    )
+    vllm_image: str | None = Field(
+        default=None, max_length=512, pattern=r"^[^\s]+$", description="BAKEOFF_VLLM_IMAGE: default vLLM image."
+    )
+
+    ENV: ClassVar[dict[str, str]] = {
+        "namespace": "BAKEOFF_NAMESPACE",
+        "metrics_port": "BAKEOFF_METRICS_PORT",
+        "prometheus_url": "BAKEOFF_PROMETHEUS_URL",
+        "vllm_image": "BAKEOFF_VLLM_IMAGE",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OperatorConfig:
+        """The configuration in `env`; unset or empty variables keep their defaults. Raises ValueError
+        naming the variable when one is malformed."""
+        given = {field: env[var] for field, var in cls.ENV.items() if env.get(var)}
+        try:
+            return cls.model_validate(given)
+        except ValidationError as err:
+            bad = "; ".join(
+                f"{cls.ENV[str(e['loc'][0])]}={given.get(str(e['loc'][0]))!r}: {e['msg']}" for e in err.errors()
+            )
+            raise ValueError(f"operator environment: {bad}") from None
 
 
 # --- reading objects -------------------------------------------------------------------------------------
@@ -214,7 +255,11 @@ def refresh(
 
 # --- startup ---------------------------------------------------------------------------------------------------
 @kopf.on.startup()
-def configure(*, settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
+def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
+    try:
+        memo.config = OperatorConfig.from_env(os.environ)
+    except ValueError as err:
+        raise kopf.PermanentError(str(err)) from None  # the operator stops: fix the Deployment's env
     # One replica without peering (the chart's Deployment uses the Recreate strategy).
     settings.peering.standalone = True
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
@@ -225,7 +270,7 @@ def configure(*, settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any)
     settings.posting.level = logging.WARNING
     # No finalizers: status-only work owns nothing to clean up, and kopf adds one only for deletion
     # handlers, of which there are none.
-    logger.info("Bakeoff operator: sizing ModelVariants and validating BakeOffs")
+    logger.info(f"Bakeoff operator: sizing ModelVariants and validating BakeOffs ({memo.config})")
 
 
 # --- indexes ---------------------------------------------------------------------------------------------------

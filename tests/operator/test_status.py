@@ -10,7 +10,7 @@ import pytest
 from bakeoff_operator.api import BakeOff, ConditionStatus, ConditionType, GPUClass, ModelVariant, Reason
 from bakeoff_operator.api.common import Condition, find_condition
 from bakeoff_operator.api.modelvariant import ModelVariantStatus
-from bakeoff_operator.handlers import bakeoff_outcome, observed_variant, variant_outcome
+from bakeoff_operator.handlers import OperatorConfig, bakeoff_outcome, observed_variant, variant_outcome
 from bakeoff_operator.planning import status as plan
 from bakeoff_runtime.formats import ExecutionMode
 from bakeoff_runtime.gpus import GPUCatalog, default_catalog
@@ -448,3 +448,32 @@ def test_bakeoff_outcome_and_observed_variants_from_stored_objects() -> None:
     )
     assert bad.invalid is not None
     assert "spec.schedule.cron" in bad.invalid
+
+
+# --- the operator's environment --------------------------------------------------------------------------------------
+CHART_ENV = {
+    "BAKEOFF_NAMESPACE": "bakeoff-system",
+    "BAKEOFF_METRICS_PORT": "9090",
+    "BAKEOFF_PROMETHEUS_URL": "http://prometheus-operated.monitoring.svc:9090",
+    "BAKEOFF_VLLM_IMAGE": "vllm/vllm-openai:v0.11.0",
+}
+
+
+def test_operator_config_reads_the_charts_environment() -> None:
+    cfg = OperatorConfig.from_env(CHART_ENV)
+    assert (cfg.namespace, cfg.metrics_port, cfg.vllm_image) == ("bakeoff-system", 9090, "vllm/vllm-openai:v0.11.0")
+    assert OperatorConfig.from_env({"BAKEOFF_METRICS_PORT": ""}) == OperatorConfig()  # empty means unset
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("BAKEOFF_METRICS_PORT", "nine"),
+        ("BAKEOFF_NAMESPACE", "Bakeoff_System"),
+        ("BAKEOFF_PROMETHEUS_URL", "prom:9090"),
+    ],
+    ids=["port-not-a-number", "namespace-not-a-dns-label", "prometheus-url-without-scheme"],
+)
+def test_operator_config_names_the_bad_variable(var: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"{var}='{value}'"):
+        OperatorConfig.from_env(CHART_ENV | {var: value})
