@@ -16,114 +16,104 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tools_dir="${BAKEOFF_TOOLS_DIR:-${repo}/.tools}"
 mkdir -p "${tools_dir}/bin"
 tools_dir="$(cd "${tools_dir}" && pwd)"
-k8s_mod="${repo}/hack/tools/k8s"
-helm_mod="${repo}/hack/tools/helm"
+tools_mod="${repo}/hack/tools"
 
 # The version a module requires, read from the go.mod that pins it (one source of truth).
 required_version() {
-  local gomod="$1" module="$2"
-  awk -v m="${module}" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "${gomod}"
+  awk -v m="$1" '$1 == m && $2 ~ /^v/ {print $2; exit}' "${tools_mod}/go.mod"
 }
 
-k8s_version="$(required_version "${k8s_mod}/go.mod" k8s.io/kubernetes)"
-etcd_version="$(required_version "${k8s_mod}/go.mod" go.etcd.io/etcd/server/v3)"
-helm_version="$(required_version "${helm_mod}/go.mod" helm.sh/helm/v3)"
+k8s_version="$(required_version k8s.io/kubernetes)"
+etcd_version="$(required_version go.etcd.io/etcd/server/v3)"
+helm_version="$(required_version helm.sh/helm/v3)"
 for v in k8s_version etcd_version helm_version; do
   if [[ -z "${!v}" ]]; then
-    echo "build-tools: cannot read ${v} from hack/tools/*/go.mod" >&2
+    echo "build-tools: cannot read ${v} from hack/tools/go.mod" >&2
     exit 1
   fi
 done
 
-# Small, reproducible binaries; -p follows the machine's cores (2 on CI).
-build_flags=(-trimpath "-p=$(nproc 2>/dev/null || echo 2)")
-
 log() { echo "build-tools: $*" >&2; }
-
-# go build into a temporary name, then rename, so an interrupted build never leaves a
-# truncated binary that a later run would take as done.
-go_build() {
-  local moddir="$1" out="$2" ldflags="$3" pkg="$4"
-  local started=$SECONDS
-  log "building $(basename "${out}") from ${pkg}"
-  (cd "${moddir}" && go build "${build_flags[@]}" -ldflags="${ldflags}" -o "${out}.partial" "${pkg}")
-  mv -f "${out}.partial" "${out}"
-  log "built $(basename "${out}") in $((SECONDS - started))s"
-}
-
-link() {
-  ln -sfn "$1" "${tools_dir}/bin/$(basename "$1")"
-}
-
-build_kubernetes() {
-  local dir="${tools_dir}/bin-kubernetes-${k8s_version}"
-  mkdir -p "${dir}"
-  local minor="${k8s_version#v1.}"
-  minor="${minor%%.*}"
-  # The version stamp that release builds carry; Helm compares charts' kubeVersion against it.
-  local ld="-s -w"
-  local key val
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    for key in gitVersion gitMajor gitMinor gitTreeState buildDate; do
-      case "${key}" in
-        gitVersion) val="${k8s_version}" ;;
-        gitMajor) val="1" ;;
-        gitMinor) val="${minor}" ;;
-        gitTreeState) val="clean" ;;
-        buildDate) val="1970-01-01T00:00:00Z" ;;
-      esac
-      ld+=" -X ${pkg}.${key}=${val}"
-    done
-  done
-  local cmd
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
-    if [[ ! -x "${dir}/${cmd}" ]]; then
-      go_build "${k8s_mod}" "${dir}/${cmd}" "${ld}" "k8s.io/kubernetes/cmd/${cmd}"
-    fi
-    link "${dir}/${cmd}"
-  done
-}
-
-build_etcd() {
-  local dir="${tools_dir}/bin-etcd-${etcd_version}"
-  mkdir -p "${dir}"
-  if [[ ! -x "${dir}/etcd" ]]; then
-    go_build "${k8s_mod}" "${dir}/etcd" "-s -w" go.etcd.io/etcd/server/v3
-  fi
-  link "${dir}/etcd"
-}
-
-build_helm() {
-  local dir="${tools_dir}/bin-helm-${helm_version}"
-  mkdir -p "${dir}"
-  if [[ ! -x "${dir}/helm" ]]; then
-    local ld="-s -w -X helm.sh/helm/v3/internal/version.version=${helm_version}"
-    ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
-    go_build "${helm_mod}" "${dir}/helm" "${ld}" helm.sh/helm/v3/cmd/helm
-  fi
-  link "${dir}/helm"
-}
 
 if ! command -v go >/dev/null 2>&1; then
   echo "build-tools: Go is not on PATH; install Go >= 1.26 (https://go.dev/dl/) and run again" >&2
   exit 1
 fi
 
+# Release version stamps: `kubectl version` and the API server report v1.x.y (Helm compares charts'
+# kubeVersion against it) and `helm version` its release. -X for a package a binary does not
+# link is ignored, so one set of flags serves every binary.
+k8s_minor="${k8s_version#v1.}"
+k8s_minor="${k8s_minor%%.*}"
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X ${pkg}.gitVersion=${k8s_version} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${k8s_minor}"
+  ldflags+=" -X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=1970-01-01T00:00:00Z"
+done
+ldflags+=" -X helm.sh/helm/v3/internal/version.version=${helm_version}"
+ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+
+# binary name -> (package, versioned folder)
+declare -A package=(
+  [etcd]=go.etcd.io/etcd/server/v3
+  [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
+  [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+  [kubectl]=k8s.io/kubernetes/cmd/kubectl
+  [helm]=helm.sh/helm/v3/cmd/helm
+)
+declare -A folder=(
+  [etcd]="bin-etcd-${etcd_version}"
+  [kube-apiserver]="bin-kubernetes-${k8s_version}"
+  [kube-controller-manager]="bin-kubernetes-${k8s_version}"
+  [kubectl]="bin-kubernetes-${k8s_version}"
+  [helm]="bin-helm-${helm_version}"
+)
+# `go build` names a binary after its package's last element, before any /vN suffix.
+declare -A built_as=([etcd]=server)
+
 components=("$@")
 if [[ ${#components[@]} -eq 0 ]]; then
   components=(etcd kubernetes helm)
 fi
-started=$SECONDS
+binaries=()
 for c in "${components[@]}"; do
   case "${c}" in
-    kubernetes) build_kubernetes ;;
-    etcd) build_etcd ;;
-    helm) build_helm ;;
+    kubernetes) binaries+=(kube-apiserver kube-controller-manager kubectl) ;;
+    etcd | helm) binaries+=("${c}") ;;
     *)
       echo "build-tools: unknown component '${c}'; choose from kubernetes, etcd, helm" >&2
       exit 2
       ;;
   esac
+done
+
+started=$SECONDS
+missing=()
+for b in "${binaries[@]}"; do
+  [[ -x "${tools_dir}/${folder[$b]}/${b}" ]] || missing+=("${b}")
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  # One `go build` for all missing binaries: their shared packages compile once and both cores
+  # stay busy. Output lands in a scratch folder first, so an interrupted build never leaves a
+  # truncated binary that a later run would take as done.
+  scratch="$(mktemp -d "${tools_dir}/.build.XXXXXX")"
+  trap 'rm -rf "${scratch}"' EXIT
+  pkgs=()
+  for b in "${missing[@]}"; do pkgs+=("${package[$b]}"); done
+  log "building ${missing[*]} (kubernetes ${k8s_version}, etcd ${etcd_version}, helm ${helm_version})"
+  (cd "${tools_mod}" && go build -trimpath -ldflags="${ldflags}" -o "${scratch}/" "${pkgs[@]}")
+  for b in "${missing[@]}"; do
+    mkdir -p "${tools_dir}/${folder[$b]}"
+    mv -f "${scratch}/${built_as[$b]:-$b}" "${tools_dir}/${folder[$b]}/${b}"
+  done
+  rm -rf "${scratch}"
+  trap - EXIT
+  log "built ${missing[*]} in $((SECONDS - started))s"
+fi
+
+for b in "${binaries[@]}"; do
+  ln -sfn "${tools_dir}/${folder[$b]}/${b}" "${tools_dir}/bin/${b}"
 done
 log "kubernetes ${k8s_version}, etcd ${etcd_version}, helm ${helm_version} ready in $((SECONDS - started))s"
 echo "${tools_dir}/bin"

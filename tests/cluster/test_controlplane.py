@@ -4,11 +4,12 @@ Deployments, ServiceAccount tokens under RBAC, and Helm talking to it."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.controlplane import CommandError, ControlPlane, wait_until
+from tests.support.controlplane import CommandError, ControlPlane, ControlPlaneError, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -275,3 +276,28 @@ def test_fake_gpu_node_advertises_gpu_capacity(control_plane: ControlPlane) -> N
     assert node["status"]["allocatable"]["nvidia.com/gpu"] == "4"
     listed = control_plane.kubectl("get", "nodes", "-l", "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3", "-o", "name")
     assert listed.stdout.split() == ["node/gpu-node-a"]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if text.encode() in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+@pytest.mark.usefixtures("control_plane_binaries")
+def test_failed_start_reports_logs_and_leaves_no_process(tmp_path: Path) -> None:
+    workdir = tmp_path / "broken"
+    plane = ControlPlane(workdir, extra_apiserver_args=["--no-such-flag=1"], startup_timeout=60)
+    with pytest.raises(ControlPlaneError) as raised:
+        plane.start()
+    assert "kube-apiserver" in str(raised.value)
+    assert "no-such-flag" in str(raised.value)
+    # etcd was already running when the API server failed; it must be gone too.
+    assert (workdir / "etcd.log").exists()
+    assert _processes_mentioning(str(workdir)) == []

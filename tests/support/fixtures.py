@@ -28,6 +28,7 @@ from tests.support.controlplane import (
     find_tool,
     missing_tools,
     tools_dir,
+    upstream_crd_files,
 )
 
 
@@ -39,11 +40,17 @@ def unavailable(reason: str) -> NoReturn:
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    """A running etcd + kube-apiserver + kube-controller-manager, shared by the whole session."""
+def control_plane_binaries() -> Path:
+    """The folder holding etcd, kube-apiserver, kube-controller-manager and kubectl."""
     missing = missing_tools(CONTROL_PLANE_TOOLS)
     if missing:
         unavailable(f"{', '.join(missing)} not built in {tools_dir() / 'bin'}: {BUILD_HINT}")
+    return tools_dir() / "bin"
+
+
+@pytest.fixture(scope="session")
+def control_plane(control_plane_binaries: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A running etcd + kube-apiserver + kube-controller-manager, shared by the whole session."""
     with ControlPlane(tmp_path_factory.mktemp("control-plane")) as cp:
         yield cp
 
@@ -52,9 +59,12 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 def upstream_crds(control_plane: ControlPlane) -> list[str]:
     """Names of the KServe, KEDA and prometheus-operator CRDs, installed once per session."""
     try:
-        return control_plane.install_upstream_crds()
+        files = upstream_crd_files()
     except ToolsMissingError as exc:
-        unavailable(str(exc))
+        reason = str(exc)
+    else:
+        return control_plane.install_crds(files)
+    unavailable(reason)
 
 
 @pytest.fixture(scope="session")
@@ -63,7 +73,9 @@ def helm_binary() -> Path:
     try:
         return find_tool("helm")
     except ToolsMissingError as exc:
-        unavailable(str(exc))
+        reason = str(exc)
+    # Outside the except block, so the report shows the reason and not a chained traceback.
+    unavailable(reason)
 
 
 @pytest.fixture
