@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +131,21 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    asyncio.run(_serve(sim, sock, args.log_level))
+    # Startup objects (modules, the variant, the vocabulary) never die: keep the collector off them,
+    # so that full collections during a run stay short.
+    gc.freeze()
+    run_loop(_serve(sim, sock, args.log_level))
     return 0
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (about half the CPU per streamed token), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 async def _serve(sim: Any, sock: socket.socket, log_level: str) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ from bakeoff_runtime.sim.tokens import TextGenerator
 StepTimeFn = Callable[[StepCounts], float]
 MAX_CATCH_UP_S = 1.0
 SPIN_MARGIN_S = 0.001
+LAG_WINDOW = 10_000  # recent steps kept for lag percentiles
 
 
 class Faults(BaseModel):
@@ -66,19 +68,37 @@ class EngineRequest:
 
 @dataclass
 class LagStats:
+    """How late the engine woke after each step's deadline, against the modelled step times."""
+
     steps: int = 0
     modelled_s: float = 0.0
     lag_sum_s: float = 0.0
     lag_max_s: float = 0.0
     rebases: int = 0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
+
+    def add(self, modelled: float, lag: float) -> None:
+        self.steps += 1
+        self.modelled_s += modelled
+        self.lag_sum_s += lag
+        self.lag_max_s = max(self.lag_max_s, lag)
+        self.recent.append(lag)
 
     def as_dict(self) -> dict[str, float | int]:
         mean_step = self.modelled_s / self.steps if self.steps else 0.0
         mean_lag = self.lag_sum_s / self.steps if self.steps else 0.0
+        ordered = sorted(self.recent)
+
+        def q(p: float) -> float:
+            return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else 0.0
+
         return {
             "steps": self.steps,
             "mean_step_s": mean_step,
             "mean_lag_s": mean_lag,
+            "p50_lag_s": q(0.50),
+            "p95_lag_s": q(0.95),
+            "p99_lag_s": q(0.99),
             "max_lag_s": self.lag_max_s,
             "lag_fraction_of_step": mean_lag / mean_step if mean_step else 0.0,
             "rebases": self.rebases,
@@ -195,17 +215,14 @@ class Engine:
                 deadline = None
                 continue
             modelled = self.step_time(plan.counts)
-            self.lag.steps += 1
             duration = modelled
-            if self.faults.stall_every and self.lag.steps % self.faults.stall_every == 0:
+            if self.faults.stall_every and (self.lag.steps + 1) % self.faults.stall_every == 0:
                 duration += self.faults.stall_s
             end = start + duration
             await _sleep_until(loop, end)
             woke = loop.time()
             lag = max(0.0, woke - end)
-            self.lag.modelled_s += modelled
-            self.lag.lag_sum_s += lag
-            self.lag.lag_max_s = max(self.lag.lag_max_s, lag)
+            self.lag.add(modelled, lag)
             self._finish_step(plan, modelled, lag, woke)
             deadline = end
 

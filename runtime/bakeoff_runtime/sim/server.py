@@ -181,7 +181,10 @@ class Simulator:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def sim_stats(self, request: Request) -> Response:
-        return JSONResponse(self._engine.stats())
+        stats = self._engine.stats()
+        if request.query_params.get("lags"):
+            stats["recent_lags_s"] = list(self._engine.lag.recent)
+        return JSONResponse(stats)
 
     async def models(self, request: Request) -> Response:
         created = int(time.time())
@@ -442,8 +445,15 @@ class Simulator:
         self, er: EngineRequest, body: CompletionRequest | ChatCompletionRequest, usage: bool, continuous: bool
     ) -> AsyncIterator[bytes]:
         head = self._chunk_head(er, "text_completion")
+        # The hot path (one chunk per token per stream): the fixed parts serialized once.
+        plain_prefix = "data: " + head + '"choices":[{"index":0,"text":'
+        plain_suffix = (
+            ',"logprobs":null,"finish_reason":null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}\n\n'
+        )
 
         def content(text: str, reason: str | None, last: bool) -> bytes:
+            if reason is None and not continuous:
+                return (plain_prefix + _q(text) + plain_suffix).encode()
             choice = {
                 "index": 0,
                 "text": text,
@@ -477,7 +487,12 @@ class Simulator:
         if continuous:
             opening += ',"usage":' + _dump(self._usage(er))
 
+        plain_prefix = "data: " + head + '"choices":[{"index":0,"delta":{"content":'
+        plain_suffix = '},"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n'
+
         def content(text: str, reason: str | None, last: bool) -> bytes:
+            if reason is None and not continuous:
+                return (plain_prefix + _q(text) + plain_suffix).encode()
             choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": reason}
             if last:
                 choice["stop_reason"] = None
@@ -508,10 +523,15 @@ class Simulator:
                 await er.event.wait()
                 batch = er.take()
                 done = er.finished
+                # One write per wake-up: when the engine delivers several tokens at once, their events
+                # go out together (still one SSE event per token).
+                events = []
                 for i, (_, text) in enumerate(batch):
                     last = done and i == len(batch) - 1
                     reason = (er.sim.finish_reason or FinishReason.ABORT).value if last else None
-                    yield content(text, reason, last)
+                    events.append(content(text, reason, last))
+                if events:
+                    yield b"".join(events)
                 if done:
                     break
             if usage:
