@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import socket
 import sys
 from collections.abc import Coroutine, Sequence
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run on uvloop where it is installed (about half the CPU per streamed token), else asyncio."""
     try:
-        import uvloop
+        uvloop: Any = importlib.import_module("uvloop")  # optional: not a dependency of Bakeoff
     except ImportError:
         asyncio.run(main)
         return
