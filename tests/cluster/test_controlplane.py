@@ -264,11 +264,24 @@ def test_service_account_is_forbidden_until_rbac_allows_it(control_plane: Contro
 
 @pytest.mark.helm
 @pytest.mark.usefixtures("helm_binary")
-def test_helm_reaches_the_control_plane(control_plane: ControlPlane, namespace: str) -> None:
-    version = control_plane.helm("version", "--short").stdout
-    assert version.startswith("v3.")
-    listed = json.loads(control_plane.helm("list", "--namespace", namespace, "-o", "json").stdout)
-    assert listed == []
+def test_helm_installs_a_chart_into_the_control_plane(
+    control_plane: ControlPlane, namespace: str, tmp_path: Path
+) -> None:
+    assert control_plane.helm("version", "--short").stdout.startswith("v3.")
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\nkubeVersion: '>=1.30.0-0'\n")
+    (chart / "templates" / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-probe\n"
+        "data:\n  greeting: {{ .Values.greeting | quote }}\n"
+    )
+    (chart / "values.yaml").write_text("greeting: hello\n")
+    control_plane.helm("install", "probe", str(chart), "--namespace", namespace, "--wait", "--timeout=60s")
+    stored = control_plane.get("configmap", "probe-probe", namespace=namespace)
+    assert stored is not None
+    assert stored["data"] == {"greeting": "hello"}
+    releases = json.loads(control_plane.helm("list", "--namespace", namespace, "-o", "json").stdout)
+    assert [(r["name"], r["status"]) for r in releases] == [("probe", "deployed")]
 
 
 def test_fake_gpu_node_advertises_gpu_capacity(control_plane: ControlPlane) -> None:
