@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run on uvloop where it is installed (about half the CPU per streamed token), else asyncio."""
+    """Run on uvloop where it is installed, else on asyncio."""
     try:
         uvloop: Any = importlib.import_module("uvloop")  # optional: not a dependency of Bakeoff
     except ImportError:
