@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv demo test lint
+.PHONY: venv demo test test-deps lint generate bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,22 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The main job: a local bake-off of the quickstart variants on Bakeoff's simulator (no cluster, no GPU).
+demo: venv
+	$(VENV)/bin/bakeoff run examples/quickstart.yaml
+
+# Regenerate CRDs, chart values/schema and the API reference from the Python models.
+generate: venv
+	bash hack/generate.sh
+
+# Benchmarks print figures (speed and fidelity targets are checked here, not in the tests).
+bench: venv
+	$(PY) benchmarks/predict_table.py
+	$(PY) benchmarks/sim_capacity.py
+	$(PY) benchmarks/sim_fidelity.py
+	$(PY) benchmarks/loadtest_accuracy.py
+	$(PY) benchmarks/loadtest_capacity.py
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,6 +1,6 @@
 """The `bakeoff` command: one entry point, subcommands contributed by each package.
 
-Each package exposes `add_parser(subparsers)` and sets `handler` on its parser; heavy imports
+Each package exposes `add_parser(subparsers)` and sets a handler (`func`) on its parser; heavy imports
 (Locust's gevent patching, uvicorn) happen inside the handlers, so `bakeoff predict` stays fast.
 """
 
@@ -12,7 +12,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 # Modules that contribute subcommands, in the order `bakeoff --help` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ()
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "bakeoff_operator.local",
+    "bakeoff_runtime.cli",
+    "bakeoff_runtime.sim.cli",
+    "bakeoff_loadtest.cli",
+    "bakeoff_operator.crdgen",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    # Subcommands name their handler `func` (argparse's convention) or `handler`.
+    handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", None) or args.func
+    return int(handler(args))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,481 @@
+"""`bakeoff run`: a bake-off on one machine from the same YAML as the custom resources.
+
+Reads GPUClass, ModelVariant and BakeOff documents, sizes each variant with the planner, starts one
+runtime per variant through the launcher (Bakeoff's vLLM-compatible simulator by default, real vLLM
+on CPU with `--engine vllm`), runs each BakeOff's load plan with the load harness, stops everything,
+and prints a leaderboard and the recommendation. The run directory keeps what a user needs later:
+`summary.json`, per-bake-off `status.json` (the same shape the operator writes into BakeOff status),
+the harness's results JSON and CSV, `report.html`, and every runtime's log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bakeoff_loadtest.results import RunResult, write_results
+from bakeoff_loadtest.spec import RunSpec
+from bakeoff_runtime.gpus import GPUCatalog, default_catalog
+from bakeoff_runtime.launcher import RunningRuntime, RuntimeSpec, RuntimeStartError, start, wait_healthy
+from rich.console import Console
+from rich.table import Table
+
+from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
+from bakeoff_operator.api.gpuclass import GPUClass
+from bakeoff_operator.api.loader import ManifestError, Resource, load_documents
+from bakeoff_operator.api.modelvariant import ModelVariant
+from bakeoff_operator.planning.bakeoff_plan import BakeOffPlan, PlannedRun, plan_bakeoff, summarize
+from bakeoff_operator.planning.recommend import RecommendationResult
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_INCOMPLETE = 3  # a runtime or a load run failed: results are partial and marked so
+EXIT_INTERRUPTED = 130
+
+ENGINES = ("sim", "vllm")
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM: stop runtimes, keep what was measured."""
+
+
+@dataclass
+class Options:
+    engine: str = "sim"
+    out: Path = Path("runs")
+    seed: int | None = None
+    duration_s: float | None = None
+    max_requests: int | None = None
+    only: tuple[str, ...] = ()
+    report: bool = True
+    substitutions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BakeOffOutcome:
+    plan: BakeOffPlan
+    status: BakeOffStatus
+    recommendation: RecommendationResult
+    results: dict[str, RunResult]
+    failures: dict[str, str]
+    out_dir: Path
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures
+
+
+# --- input ---------------------------------------------------------------------------------------------
+def load_inputs(paths: Sequence[Path], substitutions: dict[str, str]) -> list[Resource]:
+    """Every document of every file; one file may define variants that another's BakeOff names."""
+    resources: list[Resource] = []
+    single = len(paths) == 1
+    for p in paths:
+        resources.extend(load_documents(p, substitutions=substitutions, check_references=single))
+    return resources
+
+
+def catalog_with(resources: Sequence[Resource]) -> GPUCatalog:
+    """The default GPU catalog with the file's GPUClass documents replacing or adding entries."""
+    catalog = default_catalog()
+    for r in resources:
+        if isinstance(r, GPUClass):
+            catalog = catalog.with_gpu(r.to_gpu_spec())
+    return catalog
+
+
+def _overridden(plan: BakeOffPlan, options: Options) -> BakeOffPlan:
+    updates: dict[str, object] = {}
+    if options.duration_s is not None:
+        updates["duration_s"] = options.duration_s
+    if options.max_requests is not None:
+        updates["max_requests"] = options.max_requests
+    if options.seed is not None:
+        updates["seed"] = options.seed
+    if not updates:
+        return plan
+    runs = [r.model_copy(update={"run_options": {**r.run_options, **updates}}) for r in plan.runs]
+    return plan.model_copy(update={"runs": runs})
+
+
+# --- runtimes ------------------------------------------------------------------------------------------
+def _model_path(source: str) -> str | None:
+    """A local checkpoint for real vLLM: `file:///path` → `/path`; hub ids are left to vLLM."""
+    if source.startswith("file://"):
+        return source.removeprefix("file://")
+    if source.startswith("hf://"):
+        return source.removeprefix("hf://")
+    return None
+
+
+@contextmanager
+def started_runtimes(
+    plan: BakeOffPlan, options: Options, log_dir: Path, failures: dict[str, str]
+) -> Iterator[dict[str, RunningRuntime]]:
+    """One healthy runtime per fitting variant; all are stopped on exit (also on Ctrl-C and errors).
+
+    They start together (a vLLM start takes tens of seconds); one that never becomes healthy is a
+    failure of that variant alone, recorded in `failures` with its log's tail.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        started: dict[str, RunningRuntime] = {}
+        for run in plan.runs:
+            variant = run.sizing.variant
+            if variant is None:
+                continue
+            spec = RuntimeSpec(
+                engine=options.engine,
+                variant=variant,
+                log_path=log_dir / f"{run.variant}.log",
+                args=("--seed", str(run.run_options.get("seed", 0))) if options.engine == "sim" else (),
+                model_path=_model_path(variant.model_source) if options.engine == "vllm" else None,
+            )
+            try:
+                runtime = start(spec)
+            except RuntimeStartError as err:
+                failures[run.variant] = str(err)
+                continue
+            started[run.variant] = stack.enter_context(runtime)
+        healthy: dict[str, RunningRuntime] = {}
+        for name, runtime in started.items():
+            try:
+                healthy[name] = wait_healthy(runtime)
+            except RuntimeStartError as err:
+                failures[name] = str(err).splitlines()[0] + f" (log: {runtime.log_path})"
+        yield healthy
+
+
+# --- the run -------------------------------------------------------------------------------------------
+def _measure(run: PlannedRun, endpoint: str, out_dir: Path) -> RunResult:
+    from bakeoff_loadtest.runner import run_spec
+
+    spec = RunSpec.model_validate({"endpoint": endpoint, **run.run_options})
+    return run_spec(spec, out_dir=out_dir, isolation="subprocess")
+
+
+def run_bakeoff(
+    bakeoff: BakeOff,
+    variants: Sequence[ModelVariant],
+    catalog: GPUCatalog,
+    *,
+    options: Options,
+    out_dir: Path,
+    console: Console,
+) -> BakeOffOutcome:
+    plan = _overridden(plan_bakeoff(bakeoff, variants, catalog), options)
+    results: dict[str, RunResult] = {}
+    failures: dict[str, str] = {}
+    for run in plan.runs:
+        if not run.sizing.fits:
+            failures[run.variant] = run.sizing.reason
+            console.print(f"  [yellow]{run.variant}[/]: not run: {run.sizing.reason}")
+    interrupted: Interrupted | None = None
+    try:
+        with started_runtimes(plan, options, out_dir / "logs", failures) as running:
+            todo = [run for run in plan.runs if run.variant in running]
+            # One stream per variant barely loads a core, so sync bake-offs measure all variants at once;
+            # sweeps take turns so that no variant's runtime competes with another's for the CPU.
+            workers = len(todo) if plan.mode == "sync" else 1
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                futures = {}
+                for run in todo:
+                    runtime = running[run.variant]
+                    console.print(
+                        f"  measuring [bold]{run.variant}[/] ({run.sizing.tensor_parallel}x {run.sizing.gpu_class}, "
+                        f"{options.engine}) at {runtime.url}"
+                    )
+                    futures[pool.submit(_measure, run, runtime.url, out_dir / "results")] = (run, time.monotonic())
+                try:
+                    for future in as_completed(futures):
+                        run, started = futures[future]
+                        runtime = running[run.variant]
+                        try:
+                            result = future.result()
+                        except RuntimeError as err:
+                            failures[run.variant] = str(err)
+                            console.print(f"  [red]{run.variant}[/]: load run failed: {err}")
+                            continue
+                        results[run.variant] = result
+                        if result.error:
+                            failures[run.variant] = result.error
+                        if not runtime.alive:
+                            failures.setdefault(
+                                run.variant, f"the runtime exited during the run; see {runtime.log_path}"
+                            )
+                        state = "" if runtime.alive else " (runtime exited)"
+                        console.print(f"  {run.variant}: done in {time.monotonic() - started:.0f}s{state}")
+                except Interrupted:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    except Interrupted as err:
+        interrupted = err
+        for run in plan.runs:
+            if run.variant not in results:
+                failures.setdefault(run.variant, "interrupted before it was measured")
+    status, rec = summarize(bakeoff, variants, plan, results, failures)
+    outcome = BakeOffOutcome(plan, status, rec, results, failures, out_dir)
+    write_outputs(bakeoff, outcome, options)
+    if interrupted is not None:
+        raise interrupted
+    return outcome
+
+
+def write_outputs(bakeoff: BakeOff, outcome: BakeOffOutcome, options: Options) -> None:
+    out = outcome.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    status = outcome.status.to_wire()
+    doc = {
+        "bakeoff": bakeoff.metadata.name,
+        "complete": outcome.complete,
+        "failures": outcome.failures,
+        "engine": options.engine,
+        "status": status,
+        "sizing": {r.variant: json.loads(r.sizing.model_dump_json(exclude={"candidates"})) for r in outcome.plan.runs},
+    }
+    (out / "status.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    if outcome.results:
+        write_results(out / "results", list(outcome.results.values()))
+        if options.report:
+            from bakeoff_loadtest.report import render_report
+
+            note = (
+                ""
+                if outcome.complete
+                else " (incomplete: " + "; ".join(f"{k}: {v}" for k, v in sorted(outcome.failures.items())) + ")"
+            )
+            render_report(
+                list(outcome.results.values()),
+                out / "report.html",
+                recommendation=outcome.recommendation.reason + note,
+                title=f"Bakeoff: {bakeoff.metadata.name}",
+            )
+
+
+# --- presentation --------------------------------------------------------------------------------------
+def _f(x: float | None, fmt: str) -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def leaderboard(outcome: BakeOffOutcome) -> Table:
+    plan = outcome.plan
+    table = Table(
+        title=f"{plan.bakeoff}: {plan.workload.name} ({plan.workload.prompt_tokens} prompt / "
+        f"{plan.workload.output_tokens} output tokens, {plan.mode})"
+    )
+    for col, justify in [
+        ("variant", "left"),
+        ("GPUs", "left"),
+        ("TTFT p50 ms", "right"),
+        ("ITL p50 ms", "right"),
+        ("E2E p90 s", "right"),
+        ("out tok/s", "right"),
+        ("QPS in SLO", "right"),
+        ("$/1M out", "right"),
+        ("SLO", "center"),
+        ("accuracy", "right"),
+    ]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    rows = sorted(
+        outcome.status.results,
+        key=lambda r: (r.cost_per_1m_output_tokens_usd is None, r.cost_per_1m_output_tokens_usd or 0.0),
+    )
+    sizing = {r.variant: r.sizing for r in plan.runs}
+    for r in rows:
+        s = sizing[r.variant]
+        gpus = f"{s.tensor_parallel}x {s.gpu_class}" if s.fits else "does not fit"
+        name = r.variant + (" *" if r.variant == outcome.recommendation.variant else "")
+        slo = "—" if r.meets_slo is None else ("yes" if r.meets_slo else "no")
+        e2e = r.e2e_ms.p90 / 1000 if r.e2e_ms and r.e2e_ms.p90 is not None else None
+        table.add_row(
+            name,
+            gpus,
+            _f(r.ttft_ms.p50 if r.ttft_ms else None, ".0f"),
+            _f(r.itl_ms.p50 if r.itl_ms else None, ".1f"),
+            _f(e2e, ".2f"),
+            _f(r.output_tokens_per_second, ".0f"),
+            _f(r.max_qps_under_slo, ".2f"),
+            _f(r.cost_per_1m_output_tokens_usd, ".3f"),
+            slo,
+            _f(r.accuracy_recovery * 100 if r.accuracy_recovery is not None else None, ".2f")
+            + ("%" if r.accuracy_recovery is not None else ""),
+        )
+    return table
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def run_local(paths: Sequence[Path], options: Options, console: Console | None = None) -> int:
+    # A pipe or CI log gets a wide table rather than rich's 80-column fallback.
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        resources = load_inputs(paths, options.substitutions)
+    except ManifestError as err:
+        console.print(f"[red]error:[/] {err}", highlight=False)
+        return EXIT_BAD_INPUT
+    variants = [r for r in resources if isinstance(r, ModelVariant)]
+    bakeoffs = [r for r in resources if isinstance(r, BakeOff)]
+    if options.only:
+        unknown = sorted(set(options.only) - {b.metadata.name for b in bakeoffs})
+        if unknown:
+            known = ", ".join(b.metadata.name for b in bakeoffs)
+            console.print(f"[red]error:[/] --bakeoff {', '.join(unknown)}: not in the files; they define {known}")
+            return EXIT_BAD_INPUT
+        bakeoffs = [b for b in bakeoffs if b.metadata.name in options.only]
+    if not bakeoffs:
+        console.print(
+            "[red]error:[/] the files define no BakeOff; add a `kind: BakeOff` document that names the variants "
+            "to compare (see examples/)"
+        )
+        return EXIT_BAD_INPUT
+    catalog = catalog_with(resources)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = options.out / stamp
+    console.print(
+        f"Bakeoff: {len(bakeoffs)} bake-off(s), {len(variants)} variant(s), engine {options.engine}; writing {run_dir}"
+    )
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    outcomes: list[BakeOffOutcome] = []
+    code = EXIT_OK
+    try:
+        for b in bakeoffs:
+            console.rule(f"[bold]{b.metadata.name}")
+            try:
+                outcome = run_bakeoff(
+                    b, variants, catalog, options=options, out_dir=run_dir / b.metadata.name, console=console
+                )
+            except ValueError as err:  # e.g. a BakeOff naming a variant no file defines
+                console.print(f"[red]error:[/] {err}")
+                code = EXIT_BAD_INPUT
+                continue
+            outcomes.append(outcome)
+            console.print(leaderboard(outcome))
+            rec = outcome.recommendation
+            console.print(
+                f"[bold green]Recommendation:[/] {rec.reason}"
+                if rec.variant
+                else f"[bold yellow]No recommendation:[/] {rec.reason}"
+            )
+            console.print(f"Pareto frontier (cost vs p90 E2E): {', '.join(rec.pareto_frontier) or '—'}")
+            if not outcome.complete:
+                code = max(code, EXIT_INCOMPLETE)
+    except Interrupted as err:
+        console.print(f"[red]interrupted ({err}):[/] runtimes stopped; partial results kept in {run_dir}")
+        code = EXIT_INTERRUPTED
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        _write_summary(run_dir, outcomes, code, options)
+    if code == EXIT_OK:
+        console.print(f"Results: {run_dir}  (report: {run_dir}/<bakeoff>/report.html)")
+    return code
+
+
+def _write_summary(run_dir: Path, outcomes: Sequence[BakeOffOutcome], code: int, options: Options) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "complete": code == EXIT_OK,
+        "exit_code": code,
+        "engine": options.engine,
+        "bakeoffs": [
+            {
+                "name": o.plan.bakeoff,
+                "complete": o.complete,
+                "recommendation": o.recommendation.variant,
+                "reason": o.recommendation.reason,
+                "pareto_frontier": o.recommendation.pareto_frontier,
+                "failures": o.failures,
+            }
+            for o in outcomes
+        ],
+    }
+    (run_dir / "summary.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+
+
+# --- CLI -----------------------------------------------------------------------------------------------
+def _positive(kind: type[float] | type[int]) -> Any:
+    def parse(text: str) -> float | int:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a bake-off on this machine from ModelVariant/BakeOff YAML (no cluster needed)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="YAML with GPUClass/ModelVariant/BakeOff")
+    parser.add_argument("--engine", choices=ENGINES, default="sim", help="runtime per variant (default: sim)")
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run directory (default: runs)")
+    parser.add_argument("--bakeoff", action="append", default=[], metavar="NAME", help="run only this BakeOff")
+    parser.add_argument("--seed", type=int, default=None, help="override every BakeOff's seed")
+    parser.add_argument(
+        "--duration",
+        type=_positive(float),
+        default=None,
+        metavar="SECONDS",
+        help="override the wall-clock bound of each load level",
+    )
+    parser.add_argument(
+        "--max-requests",
+        type=_positive(int),
+        default=None,
+        metavar="N",
+        help="override the request bound of each load level",
+    )
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="fill a ${NAME} placeholder in the YAML (e.g. a local model path)",
+    )
+    parser.set_defaults(func=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    subs: dict[str, str] = {}
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"bakeoff run: --set expects NAME=VALUE, got {item!r}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        subs[name] = value
+    missing = [str(p) for p in args.files if not p.is_file()]
+    if missing:
+        print(f"bakeoff run: no such file: {', '.join(missing)} (try examples/*.yaml)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    options = Options(
+        engine=args.engine,
+        out=args.out,
+        seed=args.seed,
+        duration_s=args.duration,
+        max_requests=args.max_requests,
+        only=tuple(args.bakeoff),
+        report=not args.no_report,
+        substitutions=subs,
+    )
+    return run_local(args.files, options)
