@@ -21,11 +21,12 @@ def _yaml(*docs: object) -> str:
     return yaml.safe_dump_all(list(docs), sort_keys=False)
 
 
-def test_there_are_four_examples() -> None:
+def test_every_example_is_covered() -> None:
     assert [p.name for p in EXAMPLES] == [
         "apriel-h1-hybrids.yaml",
         "llama-70b-sync-vs-async.yaml",
         "llama-8b-formats.yaml",
+        "quickstart.yaml",
         "tiny-vllm-cpu.yaml",
     ]
 
@@ -50,7 +51,15 @@ def test_llama_8b_example_covers_four_formats_on_two_gpu_classes() -> None:
 def test_70b_example_matches_the_study_setup() -> None:
     rs = load_documents(REPO / "examples/llama-70b-sync-vs-async.yaml")
     tp = {r.metadata.name: r.spec.tensor_parallel_size for r in rs if isinstance(r, ModelVariant)}
-    assert tp == {"llama-70b-bf16": 2, "llama-70b-fp8": 1, "llama-70b-int4": 1}
+    # The study's two deployments: sync BF16 on 2xH100 and FP8/INT4 on 1xH100; async all on 4xH100.
+    assert tp == {
+        "llama-70b-bf16": 2,
+        "llama-70b-fp8": 1,
+        "llama-70b-int4": 1,
+        "llama-70b-bf16-tp4": 4,
+        "llama-70b-fp8-tp4": 4,
+        "llama-70b-int4-tp4": 4,
+    }
     modes = sorted(r.spec.load.mode.value for r in rs if isinstance(r, BakeOff))
     assert modes == ["concurrency-sweep", "sync"]
 
