@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "bakeoff_operator.local",
     "bakeoff_runtime.cli",
     "bakeoff_runtime.sim.cli",
+    "bakeoff_runtime.tinymodels_cli",
     "bakeoff_loadtest.cli",
     "bakeoff_operator.crdgen",
 )

