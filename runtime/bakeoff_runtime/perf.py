@@ -142,7 +142,27 @@ class Saturation(BaseModel):
     max_qps: float = Field(ge=0, description="Requests per second at saturation.")
     concurrency: int = Field(ge=0, description="Sequences running in each step.")
     step_time_s: float = Field(ge=0, description="Mean engine step at that concurrency.")
+    itl_s: float = Field(ge=0, description="Mean inter-token latency: the mean of the steps a sequence decodes in.")
+    ttft_s: float = Field(ge=0, description="Time to first token from admission: the steps carrying its prompt.")
     limited_by: str = Field(description="What caps the concurrency: max_num_seqs, kv_cache, mamba_state, token_budget.")
+
+
+class SteadyState(BaseModel):
+    """Continuous batching at a fixed number of running sequences, as the scheduler runs it step by step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(ge=1, description="Sequences running (in prefill or decoding).")
+    prefill_steps: int = Field(ge=1, description="Steps each prompt spends in chunked prefill.")
+    prompt_steps: float = Field(ge=1, description="Steps from a prompt's admission to its first token.")
+    chunks_per_step: float = Field(ge=0, description="Prompt chunks in an average step.")
+    requests_per_step: float = Field(ge=0, description="Requests that start (and finish) per step.")
+    mean_step_s: float = Field(ge=0, description="Mean engine step over the mix of chunked and decode-only steps.")
+    itl_s: float = Field(ge=0, description="Mean inter-token latency: the mean of the steps a sequence decodes in.")
+    ttft_s: float = Field(ge=0, description="Time to first token from admission (no queueing).")
+    requests_per_s: float = Field(ge=0, description="Requests completed per second.")
+    output_tokens_per_s: float = Field(ge=0, description="Output tokens per second.")
+    budget_bound: bool = Field(description="Whether every step runs full at max_num_batched_tokens.")
 
 
 class Prediction(BaseModel):
@@ -192,6 +212,30 @@ def _erlang_c(servers: int, load: float) -> float:
         b = load * b / (k + load * b)
     rho = load / servers
     return b / (1 - rho + rho * b)
+
+
+def _prompt_steps_in_fifo(prompts_per_step: float, prompt_tokens: int, room: float) -> float:
+    """Mean steps a prompt spans when prompts arrive evenly and share `room` prefill tokens per step first come,
+    first served (the scheduler's order); a few periods of the arrival pattern settle it."""
+    room = max(1.0, room)
+    queue: list[list[float]] = []  # [arrival step, tokens left]
+    spans: list[int] = []
+    horizon = 64 + math.ceil(8 / max(prompts_per_step, 1e-3))
+    for step in range(horizon):
+        for _ in range(math.floor(prompts_per_step * (step + 1)) - math.floor(prompts_per_step * step)):
+            queue.append([float(step), float(prompt_tokens)])
+        left = room
+        while queue and left > 0:
+            take = min(left, queue[0][1])
+            queue[0][1] -= take
+            left -= take
+            if queue[0][1] <= 0:
+                if step >= horizon // 2:
+                    spans.append(step - int(queue[0][0]) + 1)
+                queue.pop(0)
+            else:
+                break
+    return sum(spans) / len(spans) if spans else float(math.ceil(prompt_tokens / room))
 
 
 class PerformanceModel:
@@ -338,18 +382,104 @@ class PerformanceModel:
         return SyncLatency(ttft_s=ttft, itl_s=mean_step, e2e_s=ttft + decode + self.eff.request_overhead_s)
 
     # --- continuous batching -----------------------------------------------------------------------------
-    def _steady_step(self, concurrency: float, prompt_tokens: int, output_tokens: int) -> float:
-        """Mean step with `concurrency` sequences decoding and new prompts mixed in at the rate they finish."""
-        arrivals = concurrency / output_tokens  # requests admitted per step
-        prefill = arrivals * prompt_tokens
-        pairs = arrivals * prompt_tokens * (prompt_tokens + 1) / 2
-        context = concurrency * (prompt_tokens + output_tokens / 2)
-        return self._step(prefill, pairs, concurrency, context, min(arrivals, 1.0))
+    def _prefill_steps(self, concurrency: int, prompt_tokens: int) -> int:
+        """Steps a prompt spends in prefill: chunks of what the budget leaves beside the others' decodes."""
+        room = max(1, self.variant.max_num_batched_tokens - (concurrency - 1))
+        return max(1, math.ceil(prompt_tokens / room))
+
+    def _mixed_step(
+        self, chunks: float, chunk_tokens: float, concurrency: float, prompt_tokens: int, context: float
+    ) -> float:
+        """One step carrying `chunks` prompt chunks of `chunk_tokens`, the other sequences decoding."""
+        prefill = chunks * chunk_tokens
+        decodes = max(0.0, concurrency - chunks)
+        # Over a whole prompt the chunks attend to p(p+1)/2 pairs: (p+1)/2 per prompt token.
+        pairs = prefill * (prompt_tokens + 1) / 2
+        return self._step(prefill, pairs, decodes, decodes * context, 1.0 if prefill > 0 else 0.0)
+
+    def steady_state(self, concurrency: int, prompt_tokens: int, output_tokens: int) -> SteadyState:
+        """Continuous batching with `concurrency` sequences running and the queue never empty.
+
+        The scheduler runs each request for ceil(prompt / chunk) steps carrying one of its prompt
+        chunks (the last one samples the first token) and then `output − 1` decode steps, so with c
+        sequences r = c / (prefill steps + output − 1) requests start and finish per step and a = r ×
+        prefill steps chunks ride in each step. Steps carry ⌊a⌋ or ⌊a⌋ + 1 chunks (a of them on
+        average) beside the other sequences' decodes; step time is convex in that mix (a roofline
+        max), so the mean step is the rate-weighted mean of the two step kinds, not the step of the
+        mean shape. When prompts and decodes want more tokens per step than `max_num_batched_tokens`,
+        every step runs full and the budget sets the rate.
+        """
+        c = max(1, concurrency)
+        p, o = prompt_tokens, output_tokens
+        decode_steps = max(0, o - 1)
+        budget = self.variant.max_num_batched_tokens
+        context = p + o / 2  # decoding sequences are spread evenly over the output
+        n = self._prefill_steps(c, p)
+        rate = c / (n + decode_steps)  # requests per step
+        chunks = rate * n  # prompt chunks per step (sequences in prefill)
+        chunk = p / n
+        budget_bound = rate * (p + decode_steps) > budget
+        spanned = float(n)
+        if budget_bound:
+            # Every step is full: the budget, not the slots, sets how many requests flow through.
+            rate = budget / (p + decode_steps)
+            chunks = rate * n
+            # Only the sequences the budget sustains run; the rest wait for room to be admitted.
+            step = self._mixed_step(chunks, chunk, rate * (n + decode_steps), p, context)
+            mean_step = itl = prefill_step = step
+        else:
+            k = math.floor(chunks)
+            share = chunks - k  # fraction of steps carrying k + 1 chunks
+            low = self._mixed_step(k, chunk, c, p, context)
+            high = self._mixed_step(k + 1, chunk, c, p, context)
+            mean_step = (1 - share) * low + share * high
+            # A sequence's token gaps are the steps it decodes in; its prefill rides in the chunked ones.
+            decoders = ((1 - share) * (c - k), share * (c - k - 1))
+            itl = (decoders[0] * low + decoders[1] * high) / max(sum(decoders), 1e-12)
+            carriers = ((1 - share) * k, share * (k + 1))
+            prefill_step = (carriers[0] * low + carriers[1] * high) / max(sum(carriers), 1e-12)
+            if k >= 1 and (k + 1) * chunk + (c - k - 1) > budget:
+                # Prompts arriving together do not all fit beside the decodes: some spill into later steps.
+                spanned = _prompt_steps_in_fifo(chunks / n, p, budget - (c - chunks))
+        return SteadyState(
+            concurrency=c,
+            prefill_steps=n,
+            prompt_steps=spanned,
+            chunks_per_step=chunks,
+            requests_per_step=rate,
+            mean_step_s=mean_step,
+            itl_s=itl,
+            ttft_s=spanned * prefill_step,
+            requests_per_s=rate / mean_step,
+            output_tokens_per_s=rate * o / mean_step,
+            budget_bound=budget_bound,
+        )
+
+    def _token_budget_concurrency(self, prompt_tokens: int, output_tokens: int, upper: int) -> int:
+        """Most sequences whose prompts and decodes fit the step budget on average (at most `upper`)."""
+        budget = self.variant.max_num_batched_tokens
+        per_request = prompt_tokens + max(0, output_tokens - 1)
+
+        def fits(c: int) -> bool:
+            return c * per_request <= budget * (self._prefill_steps(c, prompt_tokens) + output_tokens - 1)
+
+        lo, hi = 1, max(1, upper)
+        if fits(hi):
+            return hi
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
     def max_concurrency(self, prompt_tokens: int, output_tokens: int) -> tuple[int, str]:
         """Sequences that run at once at saturation, and what limits them.
 
-        KV use per running sequence averages prompt + output/2 tokens (sequences are staggered).
+        KV use per running sequence averages prompt + output/2 tokens (sequences are staggered). The
+        scheduler admits a waiting request only while the step budget has room, so beyond the count
+        whose prompts and decodes fill the budget more sequences add no throughput.
         """
         plan = self.memory
         if not plan.fits:
@@ -360,28 +490,26 @@ class PerformanceModel:
             "max_num_seqs": self.variant.max_num_seqs,
             "kv_cache": plan.num_kv_blocks // blocks_per_sequence,
             "mamba_state": plan.mamba_state_slots,
-            # Every step carries each running sequence's token plus its share of new prompts.
-            "token_budget": math.floor(self.variant.max_num_batched_tokens / (1 + prompt_tokens / output_tokens)),
         }
-        limited_by = min(limits, key=lambda k: (limits[k], k != "max_num_seqs"))
+        upper = min(limits.values())
+        if upper >= 1:
+            limits["token_budget"] = self._token_budget_concurrency(prompt_tokens, output_tokens, upper)
+        limited_by = min(limits, key=lambda k: (limits[k], k != "max_num_seqs", k == "token_budget"))
         return max(0, limits[limited_by]), limited_by
 
     def saturation(self, prompt_tokens: int, output_tokens: int) -> Saturation:
         concurrency, limited_by = self.max_concurrency(prompt_tokens, output_tokens)
         if concurrency < 1:
-            return Saturation(max_qps=0.0, concurrency=0, step_time_s=0.0, limited_by=limited_by)
-        step = self._steady_step(concurrency, prompt_tokens, output_tokens)
+            return Saturation(max_qps=0.0, concurrency=0, step_time_s=0.0, itl_s=0.0, ttft_s=0.0, limited_by=limited_by)
+        state = self.steady_state(concurrency, prompt_tokens, output_tokens)
         return Saturation(
-            max_qps=concurrency / (output_tokens * step),
+            max_qps=state.requests_per_s,
             concurrency=concurrency,
-            step_time_s=step,
+            step_time_s=state.mean_step_s,
+            itl_s=state.itl_s,
+            ttft_s=state.ttft_s,
             limited_by=limited_by,
         )
-
-    def steady_state(self, concurrency: int, prompt_tokens: int, output_tokens: int) -> tuple[float, float]:
-        """(requests/s, mean step seconds) with `concurrency` sequences running and the queue never empty."""
-        step = self._steady_step(concurrency, prompt_tokens, output_tokens)
-        return concurrency / (output_tokens * step), step
 
     def qps_at_itl(self, prompt_tokens: int, output_tokens: int, itl_s: float) -> float:
         """Highest throughput whose mean inter-token latency stays within `itl_s` (the latency knee)."""
@@ -389,9 +517,9 @@ class PerformanceModel:
         lo, hi, best = 0, top, 0.0
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            rate, step = self.steady_state(mid, prompt_tokens, output_tokens)
-            if step <= itl_s:
-                lo, best = mid, rate
+            state = self.steady_state(mid, prompt_tokens, output_tokens)
+            if state.itl_s <= itl_s:
+                lo, best = mid, state.requests_per_s
             else:
                 hi = mid - 1
         return best
@@ -407,33 +535,37 @@ class PerformanceModel:
     ) -> float:
         """Highest Poisson arrival rate whose TTFT and ITL percentiles meet the SLO (0 when none does).
 
-        At rate λ the running count b settles where λ = b / (output × step(b)) (Little's law). TTFT is the
-        prompt's chunked prefill beside b decodes plus the wait for a free sequence slot, taken from
-        M/M/c with c = the saturation concurrency and halved for the near-deterministic service time
-        (Allen–Cunneen). ITL is the decode-only step, or the step carrying a prompt chunk when such
-        steps are more than 1 − percentile of all steps.
+        At rate λ the running count b settles where λ = b / (steps per request × mean step(b))
+        (Little's law, with `steady_state`'s mix of chunked and decode-only steps). TTFT is the
+        prompt's chunked prefill beside b − 1 decodes plus the wait for a free sequence slot, taken
+        from M/M/c with c = the saturation concurrency and halved for the near-deterministic service
+        time (Allen–Cunneen). ITL is the decode-only step, or the step carrying a prompt chunk when
+        such steps are more than 1 − percentile of all steps.
         """
         sat = self.saturation(prompt_tokens, output_tokens)
         if sat.concurrency < 1:
             return 0.0
         c = sat.concurrency
-        service = output_tokens * sat.step_time_s
-        budget = self.variant.max_num_batched_tokens
+        top = self.steady_state(c, prompt_tokens, output_tokens)
+        service = c / top.requests_per_s  # seconds a request holds its slot (Little's law)
+        p, o = prompt_tokens, output_tokens
+        context = p + o / 2
 
         def meets(b: int) -> tuple[bool, float]:
-            step = self._steady_step(b, prompt_tokens, output_tokens)
-            rate = b / (output_tokens * step)
-            chunk = max(1, min(prompt_tokens, budget - b))
-            chunks = math.ceil(prompt_tokens / chunk)
-            mixed = self._step(chunk, chunk * (chunk + 1) / 2, b, b * (prompt_tokens + output_tokens / 2), 1.0)
-            decode_only = self.decode_step_time(b, prompt_tokens + output_tokens / 2)
-            ttft = chunks * mixed
+            state = self.steady_state(b, p, o)
+            rate = state.requests_per_s
+            ttft = state.ttft_s
             load = min(rate * service, c - 1e-9)
             waiting = _erlang_c(c, load)
             if waiting > 1 - percentile:
                 ttft += 0.5 * service / (c - load) * math.log(waiting / (1 - percentile))
-            share_mixed = min(1.0, rate * chunks * step)
-            itl = mixed if share_mixed > 1 - percentile else decode_only
+            chunked = state.chunks_per_step
+            k = math.floor(chunked)
+            # The step kinds a decoding sequence sees: more chunks than ⌊a⌋ in a share a − ⌊a⌋ of steps.
+            heavier = k + 1 if chunked - k > 1 - percentile else k
+            itl = (
+                state.itl_s if state.budget_bound else self._mixed_step(heavier, p / state.prefill_steps, b, p, context)
+            )
             ok = (ttft_s is None or ttft <= ttft_s) and (itl_s is None or itl <= itl_s)
             return ok, rate
 
@@ -517,9 +649,9 @@ class PerformanceModel:
             sat = self.saturation(p, o)
             qps = sat.max_qps
             values = {
-                "latency_s": self.prefill_time(p) + o * sat.step_time_s + self.eff.request_overhead_s,
-                "ttft_s": None,
-                "itl_s": sat.step_time_s,
+                "latency_s": sat.ttft_s + (o - 1) * sat.itl_s + self.eff.request_overhead_s,
+                "ttft_s": sat.ttft_s,
+                "itl_s": sat.itl_s,
                 "max_qps": qps,
                 "concurrency": sat.concurrency,
                 "limited_by": sat.limited_by,
