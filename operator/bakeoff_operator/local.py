@@ -154,6 +154,18 @@ def started_runtimes(
                 healthy[name] = wait_healthy(runtime)
             except RuntimeStartError as err:
                 failures[name] = str(err).splitlines()[0] + f" (log: {runtime.log_path})"
+                continue
+            if options.engine == "vllm":
+                # vLLM's first request on CPU pays one-off kernel and allocator warm-up (over a second for
+                # the tiny models): one short request keeps it out of a bake-off's few measured requests.
+                import httpx
+
+                body = {"model": runtime.spec.variant.served_model_name, "prompt": "warm up", "max_tokens": 4}
+                try:
+                    httpx.post(runtime.url + "/v1/completions", json=body, timeout=120).raise_for_status()
+                except httpx.HTTPError as err:
+                    failures[name] = f"the warm-up request failed: {err} (log: {runtime.log_path})"
+                    del healthy[name]
         yield healthy
 
 
