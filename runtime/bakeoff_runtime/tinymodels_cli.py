@@ -11,6 +11,7 @@ later calls find them in the cache. Stdout gets one `--set NAME=PATH` per model,
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,10 +44,12 @@ def set_flags(paths: dict[str, Path]) -> list[str]:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    if args.python is not None and not (Path(args.python).is_file() and os.access(args.python, os.X_OK)):
+        print(f"bakeoff tiny-models: --python {args.python} is not an executable file; {INSTALL_HINT}", file=sys.stderr)
+        return EXIT_NO_VLLM
     python = find_vllm_python(args.python)
     if python is None:
-        where = f"{args.python} is not an executable Python; " if args.python else "real vLLM is not installed; "
-        print(f"bakeoff tiny-models: {where}{INSTALL_HINT}", file=sys.stderr)
+        print(f"bakeoff tiny-models: real vLLM is not installed; {INSTALL_HINT}", file=sys.stderr)
         return EXIT_NO_VLLM
     root: Path = args.out if args.out is not None else cache_root()
     started = time.monotonic()

