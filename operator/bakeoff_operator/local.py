@@ -197,9 +197,10 @@ def run_bakeoff(
     try:
         with started_runtimes(plan, options, out_dir / "logs", failures) as running:
             todo = [run for run in plan.runs if run.variant in running]
-            # One stream per variant barely loads a core, so sync bake-offs measure all variants at once;
-            # sweeps take turns so that no variant's runtime competes with another's for the CPU.
-            workers = len(todo) if plan.mode == "sync" else 1
+            # One simulated stream per variant barely loads a core, so sync bake-offs on the simulator
+            # measure all variants at once; sweeps, and real vLLM (whose CPU engines would share the same
+            # cores), take turns so that no variant's runtime competes with another's for the CPU.
+            workers = len(todo) if plan.mode == "sync" and options.engine == "sim" else 1
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 futures = {}
                 for run in todo:
