@@ -385,6 +385,8 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
             console.print(f"Pareto frontier (cost vs p90 E2E): {', '.join(rec.pareto_frontier) or '—'}")
             if not outcome.complete:
                 code = max(code, EXIT_INCOMPLETE)
+                for name, why in sorted(outcome.failures.items()):
+                    console.print(f"[red]incomplete:[/] {name}: {why}", highlight=False)
     except Interrupted as err:
         console.print(f"[red]interrupted ({err}):[/] runtimes stopped; partial results kept in {run_dir}")
         code = EXIT_INTERRUPTED
