@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from bakeoff_operator.api.modelvariant import ModelVariant
 from bakeoff_operator.planning.recommend import VariantOutcome, pareto_frontier, recommend
-from bakeoff_operator.planning.sizing import size_variant
+from bakeoff_operator.planning.sizing import Cause, size_variant
 from bakeoff_runtime.gpus import default_catalog
 from bakeoff_runtime.workloads import get_workload
 
@@ -62,6 +62,30 @@ class TestSizing:
         assert not s.fits
         assert "spec.gpuClass" in s.reason
         assert "h100" in s.reason  # lists the valid names
+
+    @pytest.mark.parametrize(
+        ("spec", "cause"),
+        [
+            ({"gpuClass": "h100"}, Cause.FITS),
+            ({"gpuClass": "b200"}, Cause.UNKNOWN_GPU_CLASS),
+            ({"format": "fp8", "gpuClass": "a100-80gb", "allowWeightOnlyFallback": False}, None),
+            ({"architecture": {"catalog": "llama-3.1-405b"}, "gpuClass": "l4"}, Cause.DOES_NOT_FIT),
+        ],
+        ids=["fits", "unknown-class", "fp8-on-ampere-refused-by-the-api", "too-big"],
+    )
+    def test_the_cause_names_what_to_fix(self, spec: dict[str, Any], cause: Cause | None) -> None:
+        if cause is None:  # the API model itself refuses fp8 on a catalog Ampere class without the fallback
+            with pytest.raises(ValueError, match="allowWeightOnlyFallback"):
+                variant(**spec)
+            return
+        assert size_variant(variant(**spec), default_catalog(), None).cause is cause
+
+    def test_a_format_no_gpu_class_runs_is_the_cause_only_when_every_class_refuses_it(self) -> None:
+        catalog = default_catalog()
+        ampere = [g for g in catalog.gpus if g.compute_capability < 8.9]
+        only_ampere = catalog.model_copy(update={"gpus": ampere})
+        s = size_variant(variant(format="fp8"), only_ampere, None)
+        assert (s.fits, s.cause) == (False, Cause.FORMAT_UNSUPPORTED)
 
     def test_max_model_len_grows_with_the_workload(self) -> None:
         s = size_variant(

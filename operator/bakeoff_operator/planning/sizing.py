@@ -7,6 +7,8 @@ capacity and cost); `bakeoff run` starts one runtime per sized variant.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from bakeoff_runtime.formats import ExecutionMode, resolve_execution
 from bakeoff_runtime.gpus import GPUCatalog, GPUSpec
 from bakeoff_runtime.memory import MemoryPlan, min_tensor_parallel, plan_memory
@@ -21,6 +23,15 @@ DEFAULT_MAX_MODEL_LEN = 8192
 MAX_AUTO_TENSOR_PARALLEL = 8
 
 
+class Cause(StrEnum):
+    """Why a placement was refused, in terms a condition reason can name."""
+
+    FITS = "fits"
+    UNKNOWN_GPU_CLASS = "unknown-gpu-class"
+    FORMAT_UNSUPPORTED = "format-unsupported"  # no kernels, or only a weight-only fallback not accepted
+    DOES_NOT_FIT = "does-not-fit"  # memory, or a tensor-parallel size the model cannot take
+
+
 class Candidate(BaseModel):
     """One GPU class the planner looked at, and what it found there."""
 
@@ -28,6 +39,7 @@ class Candidate(BaseModel):
 
     gpu_class: str
     fits: bool
+    cause: Cause
     tensor_parallel: int | None = None
     cost_per_1m_output_tokens_usd: float | None = None
     reason: str
@@ -40,6 +52,7 @@ class Sizing(BaseModel):
 
     variant_name: str
     fits: bool
+    cause: Cause = Field(description="Fits, or the kind of refusal: every GPU class tried refused for it.")
     reason: str = Field(description="Why this placement, or why none fits; names the fix.")
     variant: Variant | None = Field(default=None, description="The resolved runtime variant when it fits.")
     memory: MemoryPlan | None = None
@@ -93,10 +106,16 @@ def _try_gpu(
 ) -> tuple[Candidate, Variant | None, MemoryPlan | None, Prediction | None]:
     execution = resolve_execution(mv.spec.format, gpu.compute_capability, gpu.name)
     if execution.mode is ExecutionMode.UNSUPPORTED:
-        return Candidate(gpu_class=gpu.name, fits=False, reason=execution.reason), None, None, None
+        refused = Candidate(gpu_class=gpu.name, fits=False, cause=Cause.FORMAT_UNSUPPORTED, reason=execution.reason)
+        return refused, None, None, None
     if execution.mode is ExecutionMode.WEIGHT_ONLY_FALLBACK and not mv.spec.allow_weight_only_fallback:
         reason = f"{execution.reason}; set allowWeightOnlyFallback: true to accept it"
-        return Candidate(gpu_class=gpu.name, fits=False, reason=reason), None, None, None
+        return (
+            Candidate(gpu_class=gpu.name, fits=False, cause=Cause.FORMAT_UNSUPPORTED, reason=reason),
+            None,
+            None,
+            None,
+        )
     requested = mv.spec.tensor_parallel_size
     probe = _variant_on(mv, gpu, 1, max_model_len)
     if requested == AUTO:
@@ -107,18 +126,20 @@ def _try_gpu(
                 f"does not fit {MAX_AUTO_TENSOR_PARALLEL}x {gpu.name} either ({plan.reason}); choose a GPU class "
                 "with more memory, a smaller format or a shorter serving.maxModelLen"
             )
-            return Candidate(gpu_class=gpu.name, fits=False, reason=reason), None, None, None
+            return Candidate(gpu_class=gpu.name, fits=False, cause=Cause.DOES_NOT_FIT, reason=reason), None, None, None
     else:
         tp = int(requested)
     try:
         variant = probe.model_copy(update={"tensor_parallel": tp})
         variant = Variant.model_validate(variant.model_dump())
     except ValueError as err:
-        return Candidate(gpu_class=gpu.name, fits=False, reason=f"tensorParallelSize: {err}"), None, None, None
+        reason = f"tensorParallelSize: {err}"
+        return Candidate(gpu_class=gpu.name, fits=False, cause=Cause.DOES_NOT_FIT, reason=reason), None, None, None
     plan = plan_memory(variant)
     if not plan.fits:
         reason = f"{plan.reason}; raise tensorParallelSize or set it to auto"
-        return Candidate(gpu_class=gpu.name, fits=False, tensor_parallel=tp, reason=reason), None, plan, None
+        refused = Candidate(gpu_class=gpu.name, fits=False, cause=Cause.DOES_NOT_FIT, tensor_parallel=tp, reason=reason)
+        return refused, None, plan, None
     prediction = None
     cost = None
     if workload is not None:
@@ -127,7 +148,12 @@ def _try_gpu(
         cost = prediction.cost_per_1m_output_tokens_usd
     reason = f"fits {tp}x {gpu.name}: {plan.reason}"
     candidate = Candidate(
-        gpu_class=gpu.name, fits=True, tensor_parallel=tp, cost_per_1m_output_tokens_usd=cost, reason=reason
+        gpu_class=gpu.name,
+        fits=True,
+        cause=Cause.FITS,
+        tensor_parallel=tp,
+        cost_per_1m_output_tokens_usd=cost,
+        reason=reason,
     )
     return candidate, variant, plan, prediction
 
@@ -150,13 +176,18 @@ def size_variant(
             gpus = [catalog.get(mv.spec.gpu_class)]
         except KeyError as err:
             reason = f"spec.gpuClass: {err}; create the GPUClass or fix the name"
-            return Sizing(variant_name=name, fits=False, reason=reason)
+            return Sizing(variant_name=name, fits=False, cause=Cause.UNKNOWN_GPU_CLASS, reason=reason)
     tried = [_try_gpu(mv, gpu, workload=workload, mode=mode, spot=spot, max_model_len=max_model_len) for gpu in gpus]
     candidates = [t[0] for t in tried]
     fitting = [t for t in tried if t[1] is not None]
     if not fitting:
         detail = "; ".join(f"{c.gpu_class}: {c.reason}" for c in candidates)
-        return Sizing(variant_name=name, fits=False, reason=f"no GPU class fits: {detail}", candidates=candidates)
+        # The format is the fix only when it is what every GPU class refused.
+        format_only = bool(candidates) and all(c.cause is Cause.FORMAT_UNSUPPORTED for c in candidates)
+        cause = Cause.FORMAT_UNSUPPORTED if format_only else Cause.DOES_NOT_FIT
+        return Sizing(
+            variant_name=name, fits=False, cause=cause, reason=f"no GPU class fits: {detail}", candidates=candidates
+        )
 
     def rank(t: tuple[Candidate, Variant | None, MemoryPlan | None, Prediction | None]) -> tuple[float, str]:
         cand, variant, _, _ = t
@@ -180,6 +211,7 @@ def size_variant(
     return Sizing(
         variant_name=name,
         fits=True,
+        cause=Cause.FITS,
         reason=why,
         variant=variant,
         memory=plan,

@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from bakeoff_runtime.formats import ExecutionMode, resolve_execution
-from bakeoff_runtime.gpus import GPUCatalog, GPUSpec, default_catalog
+from bakeoff_runtime.formats import ExecutionMode
+from bakeoff_runtime.gpus import GPUCatalog, default_catalog
 from bakeoff_runtime.perf import PerformanceModel
 from bakeoff_runtime.workloads import Workload, get_workload
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,8 +40,8 @@ from bakeoff_operator.api.common import (
     set_condition,
 )
 from bakeoff_operator.api.gpuclass import GPUClass
-from bakeoff_operator.api.modelvariant import AUTO, ModelVariant, ModelVariantStatus, PredictedCapacity
-from bakeoff_operator.planning.sizing import Sizing, size_variant
+from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus, PredictedCapacity
+from bakeoff_operator.planning.sizing import Cause, Sizing, size_variant
 
 # The ModelVariant SLO has no workload field, so every variant is predicted on the same use case: the
 # middle of the quantization study's seven, in the mode a cluster serves in (continuous batching).
@@ -113,35 +113,19 @@ def size_for_status(mv: ModelVariant, catalog: GPUCatalog) -> Sizing:
     return size_variant(mv, catalog, prediction_workload(mv), mode=PREDICTION_MODE, spot=False)
 
 
-def _try(catalog: GPUCatalog, name: str) -> GPUSpec | None:
-    try:
-        return catalog.get(name)
-    except KeyError:
-        return None
+_FITS_REASONS: Final[dict[Cause, str]] = {
+    Cause.FITS: Reason.FITS_IN_MEMORY,
+    Cause.UNKNOWN_GPU_CLASS: Reason.UNKNOWN_GPU_CLASS,
+    Cause.FORMAT_UNSUPPORTED: Reason.FORMAT_UNSUPPORTED,
+    Cause.DOES_NOT_FIT: Reason.DOES_NOT_FIT,
+}
 
 
-def _format_refused(mv: ModelVariant, gpu: GPUSpec) -> bool:
-    mode = resolve_execution(mv.spec.format, gpu.compute_capability, gpu.name).mode
-    return mode is ExecutionMode.UNSUPPORTED or (
-        mode is ExecutionMode.WEIGHT_ONLY_FALLBACK and not mv.spec.allow_weight_only_fallback
-    )
-
-
-def fits_reason(mv: ModelVariant, sizing: Sizing, catalog: GPUCatalog) -> str:
-    """The `Fits` reason: which of the causes a user can act on applies."""
-    if sizing.fits:
-        if sizing.execution is ExecutionMode.WEIGHT_ONLY_FALLBACK:
-            return Reason.WEIGHT_ONLY_FALLBACK
-        return Reason.FITS_IN_MEMORY
-    if mv.spec.gpu_class != AUTO:
-        gpu = _try(catalog, mv.spec.gpu_class)
-        if gpu is None:
-            return Reason.UNKNOWN_GPU_CLASS
-        return Reason.FORMAT_UNSUPPORTED if _format_refused(mv, gpu) else Reason.DOES_NOT_FIT
-    gpus = [g for g in (_try(catalog, c.gpu_class) for c in sizing.candidates) if g is not None]
-    if gpus and all(_format_refused(mv, g) for g in gpus):
-        return Reason.FORMAT_UNSUPPORTED
-    return Reason.DOES_NOT_FIT
+def fits_reason(sizing: Sizing) -> str:
+    """The `Fits` reason: the planner's cause, named as a condition reason."""
+    if sizing.fits and sizing.execution is ExecutionMode.WEIGHT_ONLY_FALLBACK:
+        return Reason.WEIGHT_ONLY_FALLBACK
+    return _FITS_REASONS[sizing.cause]
 
 
 def predicted_capacity(mv: ModelVariant, sizing: Sizing) -> PredictedCapacity | None:
@@ -177,15 +161,13 @@ def variant_status(
     sizing: Sizing,
     generation: int | None,
     now: datetime,
-    *,
-    catalog: GPUCatalog,
 ) -> ModelVariantStatus:
     """The status `mv` should have: `mv.status` with the fields this module owns recomputed.
 
     Fields owned by others (endpoint, replicas, live cost) are carried over untouched.
     """
     old = mv.status or ModelVariantStatus()
-    reason = fits_reason(mv, sizing, catalog)
+    reason = fits_reason(sizing)
     fits = _condition(ConditionType.FITS, sizing.fits, reason, sizing.reason, generation=generation, now=now)
     ready = _condition(ConditionType.READY, False, NOT_DEPLOYED, NOT_DEPLOYED_MESSAGE, generation=generation, now=now)
     return old.model_copy(
@@ -202,7 +184,7 @@ def variant_status(
 
 def desired_variant_status(mv: ModelVariant, catalog: GPUCatalog, now: datetime) -> ModelVariantStatus:
     """Size `mv` on `catalog` and give the status that says so."""
-    return variant_status(mv, size_for_status(mv, catalog), mv.metadata.generation, now, catalog=catalog)
+    return variant_status(mv, size_for_status(mv, catalog), mv.metadata.generation, now)
 
 
 def invalid_variant_status(
