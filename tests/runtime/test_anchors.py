@@ -1,22 +1,15 @@
 """The performance model against every row of ANCHORS.md (published measurements).
 
-Tolerances are constants, the same for every row; the model has no per-row constants (see
-docs/performance-model.md). What each study ran, and the regime each row is evaluated in:
-
-* Quantization study (Kurtic et al., arXiv 2411.02355), vLLM 0.6.4: the engine is sized for its
-  longest use case (max_model_len 4608) with vLLM 0.6's chunked-prefill step budget of 512 tokens.
-* Its asynchronous "maximum QPS" rows imply ~70-150 tokens per engine step for BF16 (QPS × tokens per
-  request at a ~15 ms memory-bound 70B step), the latency-bound side of continuous batching. They are
-  evaluated as saturation throughput with a 128-token step budget (`ASYNC_STEP_TOKENS`), as ratios to BF16.
-  This is an evaluation setting, not vLLM 0.6.4's defaults (256 sequences; chunked prefill, on by default
-  for Llama 3.1's 128K context, with a 512-token budget): there the model saturates compute and W4A16
-  falls below BF16 (0.84-0.89x against the published 1.29-1.76x). docs/performance-model.md says why.
-* Apriel-H1 (arXiv 2511.02651) throughput ratios: saturation throughput of a reasoning workload
-  (1024-token prompt, 4096-token output) on one H100 in BF16, where the KV cache limits the teacher's
-  batch; vLLM defaults (256 sequences, 8192-token budget), max_model_len 32768.
+Tolerances are constants, the same for every row of a table; the model has no per-row constants.
+Each test runs the engine at a named operating point; docs/performance-model.md ("Evaluation
+protocol") says which, and why. Rows the model misses at their operating point are strict expected
+failures that carry the measured residual: they pass again only when the model is fixed, and then
+the mark must go. Tolerances are never widened to make a row pass.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 from bakeoff_runtime.perf import PerformanceModel
@@ -26,10 +19,24 @@ from runtime_builders import perf, variant
 SYNC_LATENCY_TOLERANCE = 0.20  # relative error of each end-to-end latency
 ASYNC_RATIO_TOLERANCE = 0.20  # relative error of each format's max-QPS ratio to BF16
 HYBRID_RATIO_TOLERANCE = 0.15  # relative error of each hybrid's throughput ratio to the teacher
-COST_RATIO_RANGE = (1.6, 3.6)  # "2-3x cheaper per query", widened by the latency tolerance
+COST_RATIO_HEADLINE = (2.0, 3.0)  # "W4A16 is 2-3x cheaper per query" than BF16: a range, checked as published
+COST_RATIO_TOLERANCE = 0.15  # relative error of each row's BF16 / W4A16 cost ratio against the study's own
 
-STUDY_ENGINE = {"max_model_len": 4608, "max_num_batched_tokens": 512}
-ASYNC_STEP_TOKENS = 128
+# Operating points (engine knobs) of each study's runs.
+# Sync rows: one request alone, the engine sized for the longest use case (4096 + 512 tokens) with a
+# 512-token chunked-prefill budget. The study does not state its max_model_len; 70B FP8 on one H100
+# cannot hold Llama 3.1's full 128K context, so it ran with a shorter one. Alone, the budget only sets
+# how a prompt is chunked, which moves these latencies by less than 0.2%.
+STUDY_SYNC_ENGINE = {"max_model_len": 4608, "max_num_batched_tokens": 512}
+# Async rows: vLLM 0.6.4's own defaults for Llama 3.1 behind the OpenAI server: 256 sequences; the
+# 128K context turns chunked prefill on by default, with its 512-token step budget.
+VLLM_064_DEFAULTS = {"max_model_len": 131072, "max_num_seqs": 256, "max_num_batched_tokens": 512}
+# Not vLLM's defaults: the ~100 tokens per step that the study's own async numbers imply (QPS x tokens
+# per request at a ~15 ms memory-bound 70B step). A diagnostic of the latency-bound regime.
+IMPLIED_ASYNC_ENGINE = {"max_model_len": 4608, "max_num_seqs": 128, "max_num_batched_tokens": 128}
+# A vLLM of today on H100 behind the OpenAI server: 256 sequences, 8192-token budget.
+VLLM_CURRENT_DEFAULTS = {"max_model_len": 4608, "max_num_seqs": 256, "max_num_batched_tokens": 8192}
+# Apriel-H1: vLLM's current defaults (256 sequences, 8192-token budget), 32K context.
 APRIEL_ENGINE = {"max_model_len": 32768}
 REASONING = (1024, 4096)
 
@@ -91,6 +98,18 @@ ASYNC_QPS = {  # 70B on 4x H100: BF16, FP8 W8A8, INT4 W4A16
     "docstring-generation": (10.0, 17.8, 16.4),
     "summarization": (1.7, 2.6, 2.2),
 }
+ASYNC_COLUMNS = {"fp8": 1, "int4": 2}
+
+# Rows the model misses at vLLM 0.6.4's defaults: the predicted max-QPS ratio to BF16, as measured.
+# There 70B runs compute-bound on 4x H100 (300-512 tokens per step): a W4A16 GEMM dequantizes onto
+# the 16-bit peak and cannot beat BF16, and FP8's lead over BF16 shrinks.
+ASYNC_MISSES_AT_VLLM_064_DEFAULTS = {
+    ("code-completion", "fp8"): 1.439,
+    ("code-completion", "int4"): 0.892,
+    ("instruction-following", "int4"): 0.837,
+    ("docstring-generation", "int4"): 0.838,
+    ("summarization", "int4"): 0.861,
+}
 
 HYBRID_RATIOS = {"apriel-h1-h25": 1.8, "apriel-h1-h30": 2.1, "apriel-h1-h40": 3.4}
 
@@ -111,24 +130,57 @@ def _latency(pm: PerformanceModel, use_case: str) -> float:
 @pytest.mark.parametrize("case", _sync_cases(), ids=[f"{m}-{g}x{n}-{f}-{u}" for m, g, n, f, u, _ in _sync_cases()])
 def test_sync_latency_matches_the_study(case: tuple[str, str, int, str, str, float]) -> None:
     model, gpu, gpus, fmt, use_case, published_s = case
-    pm = perf(model, fmt, gpu, gpus, **STUDY_ENGINE)
+    pm = perf(model, fmt, gpu, gpus, **STUDY_SYNC_ENGINE)
     assert pm.memory.fits, pm.memory.reason
     predicted = _latency(pm, use_case)
     assert predicted == pytest.approx(published_s, rel=SYNC_LATENCY_TOLERANCE), f"predicted {predicted:.2f} s"
 
 
-def _async_qps(fmt: str, use_case: str, **knobs: object) -> float:
-    pm = perf("llama-3.1-70b", fmt, "h100", 4, **knobs)
+def _async_qps(fmt: str, use_case: str, engine: dict[str, int]) -> float:
+    pm = perf("llama-3.1-70b", fmt, "h100", 4, **engine)
+    assert pm.memory.fits, pm.memory.reason
     w = WORKLOADS[use_case]
     return pm.saturation(w.prompt_tokens, w.output_tokens).max_qps
 
 
+def _published_async_ratio(use_case: str, fmt: str) -> float:
+    row = ASYNC_QPS[use_case]
+    return row[ASYNC_COLUMNS[fmt]] / row[0]
+
+
+def _async_cases_at_vllm_defaults() -> list[Any]:
+    cases: list[Any] = []
+    for use_case in ASYNC_QPS:
+        for fmt in ASYNC_COLUMNS:
+            predicted = ASYNC_MISSES_AT_VLLM_064_DEFAULTS.get((use_case, fmt))
+            marks = []
+            if predicted is not None:
+                published = _published_async_ratio(use_case, fmt)
+                reason = (
+                    f"the model misses this row at vLLM 0.6.4 defaults: {fmt} / BF16 max QPS predicted "
+                    f"{predicted:.2f}x, published {published:.2f}x, residual {predicted / published - 1:+.0%} "
+                    f"(tolerance {ASYNC_RATIO_TOLERANCE:.0%}); 70B runs compute-bound at this step budget"
+                )
+                marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
+            cases.append(pytest.param(use_case, fmt, marks=marks, id=f"{use_case}-{fmt}"))
+    return cases
+
+
+@pytest.mark.parametrize(("use_case", "fmt"), _async_cases_at_vllm_defaults())
+def test_async_max_qps_ratio_to_bf16_at_vllm_defaults_matches_the_study(use_case: str, fmt: str) -> None:
+    published = _published_async_ratio(use_case, fmt)
+    predicted = _async_qps(fmt, use_case, VLLM_064_DEFAULTS) / _async_qps("bf16", use_case, VLLM_064_DEFAULTS)
+    assert predicted == pytest.approx(published, rel=ASYNC_RATIO_TOLERANCE), (
+        f"predicted ratio {predicted:.2f} ({predicted / published - 1:+.0%})"
+    )
+
+
 @pytest.mark.parametrize("use_case", list(ASYNC_QPS))
-@pytest.mark.parametrize(("fmt", "column"), [("fp8", 1), ("int4", 2)])
-def test_async_max_qps_ratio_to_bf16_matches_the_study(use_case: str, fmt: str, column: int) -> None:
-    knobs = {"max_num_batched_tokens": ASYNC_STEP_TOKENS, "max_num_seqs": ASYNC_STEP_TOKENS, "max_model_len": 4608}
-    published = ASYNC_QPS[use_case][column] / ASYNC_QPS[use_case][0]
-    predicted = _async_qps(fmt, use_case, **knobs) / _async_qps("bf16", use_case, **knobs)
+@pytest.mark.parametrize("fmt", list(ASYNC_COLUMNS))
+def test_async_max_qps_ratio_to_bf16_at_the_implied_step_size_matches_the_study(use_case: str, fmt: str) -> None:
+    """The same rows at the ~100 tokens per step the study's numbers imply: not vLLM's defaults."""
+    published = _published_async_ratio(use_case, fmt)
+    predicted = _async_qps(fmt, use_case, IMPLIED_ASYNC_ENGINE) / _async_qps("bf16", use_case, IMPLIED_ASYNC_ENGINE)
     assert predicted == pytest.approx(published, rel=ASYNC_RATIO_TOLERANCE), f"predicted ratio {predicted:.2f}"
 
 
@@ -149,37 +201,45 @@ def test_teacher_batch_is_limited_by_the_kv_cache_in_the_hybrid_regime() -> None
     assert sat.limited_by == "kv_cache"
 
 
-def _sync_cost_per_query(model: str, gpu: str, gpus: int, fmt: str, *, price: float, use_case: str) -> float:
-    pm = perf(model, fmt, gpu, gpus, **STUDY_ENGINE)
-    return _latency(pm, use_case) * price / 3600
+def _sync_costs_per_query(model: str, latency: dict[str, float]) -> dict[str, float]:
+    """Cost per query of each format of `model` as the study deployed it: latency × deployment price."""
+    return {fmt: latency[fmt] * price / 3600 for m, _, _, fmt, price, _ in SYNC_ROWS if m == model}
 
 
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "llama-3.1-70b"])
 @pytest.mark.parametrize("use_case", ["code-completion", "instruction-following", "summarization"])
-def test_w4a16_is_the_cheapest_format_for_sync_serving(model: str, use_case: str) -> None:
-    costs = {
-        fmt: _sync_cost_per_query(model, gpu, gpus, fmt, price=price, use_case=use_case)
-        for m, gpu, gpus, fmt, price, _ in SYNC_ROWS
+def test_w4a16_is_two_to_three_times_cheaper_per_query_in_sync_serving(model: str, use_case: str) -> None:
+    predicted_latency = {
+        fmt: _latency(perf(m, fmt, gpu, gpus, **STUDY_SYNC_ENGINE), use_case)
+        for m, gpu, gpus, fmt, _, _ in SYNC_ROWS
         if m == model
     }
+    published_latency = {fmt: latencies[use_case] for m, _, _, fmt, _, latencies in SYNC_ROWS if m == model}
+    costs = _sync_costs_per_query(model, predicted_latency)
+    published = _sync_costs_per_query(model, published_latency)
     assert min(costs, key=costs.__getitem__) == "int4", costs
-    lo, hi = COST_RATIO_RANGE
-    assert lo <= costs["bf16"] / costs["int4"] <= hi, costs
+    ratio = costs["bf16"] / costs["int4"]
+    lo, hi = COST_RATIO_HEADLINE
+    assert lo <= ratio <= hi, f"BF16 / W4A16 cost per query {ratio:.2f}x, published {lo:g}-{hi:g}x"
+    row = published["bf16"] / published["int4"]
+    assert ratio == pytest.approx(row, rel=COST_RATIO_TOLERANCE), f"predicted {ratio:.2f}x, the study's row {row:.2f}x"
 
 
 @pytest.mark.parametrize("use_case", list(ASYNC_QPS))
 @pytest.mark.parametrize(
-    "step_tokens", [ASYNC_STEP_TOKENS, 512, 8192], ids=["latency-bound", "vllm-0.6.4-defaults", "vllm-default-budget"]
+    "engine",
+    [IMPLIED_ASYNC_ENGINE, VLLM_064_DEFAULTS, VLLM_CURRENT_DEFAULTS],
+    ids=["implied-step-size", "vllm-0.6.4-defaults", "vllm-current-defaults"],
 )
-def test_w8a8_leads_continuous_batching_on_h100(use_case: str, step_tokens: int) -> None:
-    knobs = {"max_num_batched_tokens": step_tokens, "max_num_seqs": min(256, step_tokens), "max_model_len": 4608}
-    qps = {fmt: _async_qps(fmt, use_case, **knobs) for fmt in ("bf16", "fp8", "int8", "int4")}
+def test_w8a8_leads_continuous_batching_on_h100(use_case: str, engine: dict[str, int]) -> None:
+    qps = {fmt: _async_qps(fmt, use_case, engine) for fmt in ("bf16", "fp8", "int8", "int4")}
     assert max(qps, key=qps.__getitem__) in ("fp8", "int8"), qps
     assert qps["fp8"] > qps["int4"] > 0
 
 
 def test_the_anchor_variants_are_the_ones_the_study_deployed() -> None:
     # 70B FP8 and INT4 ran on one H100 and BF16 needed two: the memory plan must agree.
-    assert variant("llama-3.1-70b", "fp8", "h100", 1, **STUDY_ENGINE) is not None
-    assert not perf("llama-3.1-70b", "bf16", "h100", 1, **STUDY_ENGINE).memory.fits
-    assert perf("llama-3.1-70b", "bf16", "h100", 2, **STUDY_ENGINE).memory.fits
+    assert variant("llama-3.1-70b", "fp8", "h100", 1, **STUDY_SYNC_ENGINE) is not None
+    assert not perf("llama-3.1-70b", "bf16", "h100", 1, **STUDY_SYNC_ENGINE).memory.fits
+    assert perf("llama-3.1-70b", "bf16", "h100", 2, **STUDY_SYNC_ENGINE).memory.fits
+    assert perf("llama-3.1-70b", "int4", "h100", 1, **STUDY_SYNC_ENGINE).memory.fits
