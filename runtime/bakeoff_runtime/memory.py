@@ -260,10 +260,3 @@ def min_tensor_parallel(
         if plan_memory(candidate, reserve).fits:
             return tp
     return None
-
-
-def fit_variant(variant: Variant, max_tensor_parallel: int = 8) -> tuple[Variant, MemoryPlan]:
-    """`variant` at its minimal tensor-parallel size, with its plan (the plan at TP 1 when nothing fits)."""
-    tp = min_tensor_parallel(variant, max_tensor_parallel)
-    fitted = variant.model_copy(update={"tensor_parallel": tp or 1})
-    return fitted, plan_memory(fitted)
