@@ -5,31 +5,30 @@ Routes: `/v1/models`, `/v1/completions`, `/v1/chat/completions` (JSON or SSE str
 and the simulator's own `/sim/stats` (engine state and schedule lag). Response bodies, chunk fields,
 error bodies and status codes copy what vLLM 0.32.0 returns (see docs/simulator.md); the
 conformance suite runs the same checks against both.
+
+This module is the HTTP and protocol side: routes, body parsing, prompt token counts, model and
+readiness checks, error answers. What the engine generates and how tokens come back is
+`generation`; the bodies and chunks themselves are `responses`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable
 from http import HTTPStatus
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from bakeoff_runtime.memory import plan_memory
-from bakeoff_runtime.perf import PerformanceModel, StepShape
 from bakeoff_runtime.sim import tokens
-from bakeoff_runtime.sim.engine import Engine, EngineRequest, Faults, StepTimeFn, make_request
+from bakeoff_runtime.sim.engine import Engine, StepTimeFn
+from bakeoff_runtime.sim.generation import Generation, SamplingRequest
 from bakeoff_runtime.sim.metrics import VLLM_VERSION, SimMetrics
 from bakeoff_runtime.sim.protocol import (
     APIError,
@@ -38,68 +37,14 @@ from bakeoff_runtime.sim.protocol import (
     DetokenizeRequest,
     TokenizeRequest,
     bad_request,
-    invalid_parameter,
     parse_body,
 )
-from bakeoff_runtime.sim.scheduler import FinishReason, SchedulerLimits, StepCounts
+from bakeoff_runtime.sim.responses import final_body
+from bakeoff_runtime.sim.scheduler import SchedulerLimits
+from bakeoff_runtime.sim.serving import SimSettings, cache_config_labels, performance_step_time, scheduler_limits
 from bakeoff_runtime.variant import Variant
 
-JSON_SEPARATORS = (",", ":")
-
-
-class SimSettings(BaseModel):
-    """How one simulator process serves its variant (beyond the variant's own knobs)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model_root: str = Field(default="", max_length=1024, description="What `/v1/models` reports as `root`.")
-    seed: int = Field(default=0, ge=0, le=2**63 - 1, description="Seed for generated words, ids and faults.")
-    faults: Faults = Field(default_factory=Faults, description="Fault injection.")
-
-
-def performance_step_time(variant: Variant) -> StepTimeFn:
-    """The performance model's step time for `variant`, as the engine's step-time function."""
-    model = PerformanceModel(variant)
-
-    def step_time(counts: StepCounts) -> float:
-        return model.step_time(
-            StepShape(
-                prefill_tokens=counts.prefill_tokens,
-                prefill_attention_pairs=counts.prefill_attention_pairs,
-                decode_sequences=counts.decode_sequences,
-                decode_context_tokens=counts.decode_context_tokens,
-            )
-        )
-
-    return step_time
-
-
-def scheduler_limits(variant: Variant) -> SchedulerLimits:
-    """KV blocks and Mamba state slots from the memory plan; raises ValueError when it does not fit."""
-    plan = plan_memory(variant)
-    if not plan.fits or plan.num_kv_blocks <= 0:
-        raise ValueError(f"variant {variant.name} does not fit on {variant.gpu.name}: {plan.reason}")
-    return SchedulerLimits(
-        max_num_seqs=variant.max_num_seqs,
-        max_num_batched_tokens=variant.max_num_batched_tokens,
-        num_kv_blocks=plan.num_kv_blocks,
-        block_size=variant.block_size,
-        mamba_state_slots=plan.mamba_state_slots if variant.is_hybrid else None,
-        max_model_len=variant.max_model_len,
-    )
-
-
-def cache_config_labels(variant: Variant, limits: SchedulerLimits) -> dict[str, str]:
-    """The `vllm:cache_config_info` labels the simulator can state truthfully (a subset of vLLM's)."""
-    return {
-        "block_size": str(limits.block_size),
-        "cache_dtype": variant.kv_cache_dtype.value,
-        "enable_prefix_caching": "False",
-        "gpu_memory_utilization": str(variant.gpu_memory_utilization),
-        "num_gpu_blocks": str(limits.num_kv_blocks),
-        "kv_cache_size_tokens": str(limits.num_kv_blocks * limits.block_size),
-        "mamba_ssm_cache_dtype": variant.resolved_mamba_ssm_cache_dtype if variant.is_hybrid else "auto",
-    }
+__all__ = ["SimSettings", "Simulator", "cache_config_labels", "performance_step_time", "scheduler_limits"]
 
 
 class Simulator:
@@ -121,10 +66,16 @@ class Simulator:
         self._step_time = step_time or performance_step_time(variant)
         self.engine: Engine | None = None
         self._rng = random.Random(self.settings.seed)
-        self._fault_rng = random.Random(self.settings.seed ^ 0x5EED)
-        self._index = 0
         digest = hashlib.sha256(variant.model_dump_json().encode()).hexdigest()[:8]
         self.fingerprint = f"vllm-{VLLM_VERSION}-{digest}"
+        self.generation = Generation(
+            variant,
+            self.settings,
+            self.metrics,
+            engine=lambda: self._engine,
+            new_id=self._hex,
+            fingerprint=self.fingerprint,
+        )
         self.app = Starlette(
             routes=[
                 Route("/health", self.health, methods=["GET"]),
@@ -276,284 +227,14 @@ class Simulator:
         return count
 
     async def _generate(
-        self,
-        request: Request,
-        body: CompletionRequest | ChatCompletionRequest,
-        prompt_tokens: int,
-        max_tokens: int | None,
-        chat: bool,
+        self, request: Request, body: SamplingRequest, prompt_tokens: int, max_tokens: int | None, chat: bool
     ) -> Response:
-        limit = self.variant.max_model_len
-        if prompt_tokens > limit:
-            over = limit + 1
-            raise invalid_parameter(
-                f"This model's maximum context length is {limit} tokens. However, your prompt contains at least "
-                f"{over} input tokens, which exceeds this limit even without any output tokens. Please reduce the "
-                "length of the input prompt.",
-                "input_tokens",
-                over,
-            )
-        if max_tokens is not None and max_tokens < 1:
-            raise invalid_parameter(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens", max_tokens)
-        if body.min_tokens < 0:
-            raise invalid_parameter(f"min_tokens must be greater than or equal to 0, got {body.min_tokens}.",
-                                    "min_tokens", body.min_tokens)  # fmt: skip
-        if max_tokens is not None and body.min_tokens > max_tokens:
-            raise bad_request(
-                f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {body.min_tokens}."
-            )
-        if body.n != 1:
-            raise bad_request(f"the simulator generates one choice per request (n=1), got n={body.n}", "n")
-        room = limit - prompt_tokens
-        if room < 1:
-            raise invalid_parameter(
-                f"This model's maximum context length is {limit} tokens. However, your prompt contains "
-                f"{prompt_tokens} input tokens, leaving no room for output tokens. Please reduce the length of the "
-                "input prompt.",
-                "input_tokens",
-                prompt_tokens,
-            )
-        self._index += 1
-        seed = tokens.request_seed(self.settings.seed, self._index, body.seed)
-        if max_tokens is not None:
-            # The simulated model never emits end-of-sequence before max_tokens (as if ignore_eos were set);
-            # vLLM also clamps max_tokens to the room left in the context.
-            out_tokens, reason = min(max_tokens, room), FinishReason.LENGTH
-        elif body.ignore_eos:
-            out_tokens, reason = room, FinishReason.LENGTH
-        else:
-            natural = random.Random(seed ^ 0xE05).randint(16, 256)
-            out_tokens = min(max(natural, body.min_tokens), room)
-            reason = FinishReason.STOP if out_tokens == max(natural, body.min_tokens) else FinishReason.LENGTH
-        if self._fault_rng.random() < self.settings.faults.error_rate:
-            self.metrics.rejected.inc()
-            raise APIError(
-                "Injected fault: the simulator failed this request on purpose (--fault-error-rate).",
-                HTTPStatus.INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-            )
-        request_id = f"{'chatcmpl' if chat else 'cmpl'}-{self._hex()}"
-        er = make_request(request_id, prompt_tokens, out_tokens, reason, seed)
-        engine = self._engine
-        engine.submit(er, max_tokens)
+        er = self.generation.submit(body, prompt_tokens, max_tokens, chat)
         if body.stream:
-            opts = body.stream_options
-            usage = bool(opts and opts.include_usage)
-            continuous = bool(opts and opts.continuous_usage_stats)
-            stream = (
-                self._stream_chat(er, body, usage, continuous)
-                if chat
-                else self._stream_completion(er, body, usage, continuous)
-            )
-            return StreamingResponse(stream, media_type="text/event-stream")
-        text_parts: list[str] = []
-
-        async def collect() -> None:
-            while True:
-                await er.event.wait()
-                text_parts.extend(t for _, t in er.take())
-                if er.finished:
-                    return
-
-        # Like vLLM, a client that hangs up on a non-streamed request aborts it.
-        waiter = asyncio.ensure_future(collect())
-        gone = asyncio.ensure_future(_wait_disconnect(request))
-        try:
-            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            gone.cancel()
-            engine.abort(er)  # a no-op once finished; frees the sequence and its KV blocks otherwise
-        return JSONResponse(self._final_body(er, body, "".join(text_parts), chat))
-
-    def _final_body(
-        self, er: EngineRequest, body: CompletionRequest | ChatCompletionRequest, text: str, chat: bool
-    ) -> dict[str, Any]:
-        req = er.sim
-        usage = {
-            "prompt_tokens": req.prompt_tokens,
-            "total_tokens": req.prompt_tokens + req.output_tokens,
-            "completion_tokens": req.output_tokens,
-            "prompt_tokens_details": None,
-            "completion_tokens_details": None,
-        }
-        reason = (req.finish_reason or FinishReason.ABORT).value
-        common = {
-            "id": req.request_id,
-            "created": int(time.time()),
-            "model": self.variant.served_model_name,
-        }
-        if chat:
-            message = {
-                "role": "assistant",
-                "content": text,
-                "refusal": None,
-                "annotations": None,
-                "audio": None,
-                "function_call": None,
-                "reasoning": None,
-            }
-            choice = {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": reason,
-                "stop_reason": None,
-                "token_ids": None,
-                "routed_experts": None,
-            }
-            return {
-                **{"id": common["id"], "object": "chat.completion"},
-                "created": common["created"],
-                "model": common["model"],
-                "choices": [choice],
-                "service_tier": None,
-                "system_fingerprint": self.fingerprint,
-                "usage": usage,
-                "prompt_logprobs": None,
-                "prompt_token_ids": None,
-                "prompt_text": None,
-                "kv_transfer_params": None,
-                "ec_transfer_params": None,
-                "metrics": None,
-            }
-        choice = {
-            "index": 0,
-            "text": text,
-            "logprobs": None,
-            "finish_reason": reason,
-            "stop_reason": None,
-            "token_ids": None,
-            "prompt_logprobs": None,
-            "prompt_token_ids": None,
-            "routed_experts": None,
-        }
-        return {
-            **{"id": common["id"], "object": "text_completion"},
-            "created": common["created"],
-            "model": common["model"],
-            "choices": [choice],
-            "service_tier": None,
-            "system_fingerprint": self.fingerprint,
-            "usage": usage,
-            "kv_transfer_params": None,
-            "ec_transfer_params": None,
-            "metrics": None,
-        }
-
-    async def _stream_completion(
-        self, er: EngineRequest, body: CompletionRequest | ChatCompletionRequest, usage: bool, continuous: bool
-    ) -> AsyncIterator[bytes]:
-        head = self._chunk_head(er, "text_completion")
-        # The hot path (one chunk per token per stream): the fixed parts serialized once.
-        plain_prefix = "data: " + head + '"choices":[{"index":0,"text":'
-        plain_suffix = (
-            ',"logprobs":null,"finish_reason":null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}\n\n'
-        )
-
-        def content(text: str, reason: str | None, last: bool) -> bytes:
-            if reason is None and not continuous:
-                return (plain_prefix + _q(text) + plain_suffix).encode()
-            choice = {
-                "index": 0,
-                "text": text,
-                "logprobs": None,
-                "finish_reason": reason,
-                "stop_reason": None,
-                "prompt_token_ids": None,
-                "token_ids": None,
-            }
-            tail = ""
-            if continuous:
-                tail += ',"usage":' + _dump(self._usage(er))
-            if last and not usage:
-                tail += f',"system_fingerprint":"{self.fingerprint}"'
-            return _sse(head + '"choices":[' + _dump(choice) + "]" + tail + "}")
-
-        async for chunk in self._token_stream(er, content, usage, head):
-            yield chunk
-
-    async def _stream_chat(
-        self, er: EngineRequest, body: CompletionRequest | ChatCompletionRequest, usage: bool, continuous: bool
-    ) -> AsyncIterator[bytes]:
-        head = self._chunk_head(er, "chat.completion.chunk")
-        first = {
-            "index": 0,
-            "delta": {"role": "assistant", "content": ""},
-            "logprobs": None,
-            "finish_reason": None,
-        }
-        opening = head + '"choices":[' + _dump(first) + '],"prompt_token_ids":null,"prompt_text":null'
-        if continuous:
-            opening += ',"usage":' + _dump(self._usage(er))
-
-        plain_prefix = "data: " + head + '"choices":[{"index":0,"delta":{"content":'
-        plain_suffix = '},"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n'
-
-        def content(text: str, reason: str | None, last: bool) -> bytes:
-            if reason is None and not continuous:
-                return (plain_prefix + _q(text) + plain_suffix).encode()
-            choice: dict[str, Any] = {"index": 0, "delta": {"content": text}, "logprobs": None, "finish_reason": reason}
-            if last:
-                choice["stop_reason"] = None
-            choice["token_ids"] = None
-            tail = ""
-            if continuous:
-                tail += ',"usage":' + _dump(self._usage(er))
-            if last and not usage:
-                tail += f',"system_fingerprint":"{self.fingerprint}"'
-            return _sse(head + '"choices":[' + _dump(choice) + "]" + tail + "}")
-
-        async for chunk in self._token_stream(er, content, usage, head, opening + "}"):
-            yield chunk
-
-    async def _token_stream(
-        self,
-        er: EngineRequest,
-        content: Callable[[str, str | None, bool], bytes],
-        usage: bool,
-        head: str,
-        opening: str | None = None,
-    ) -> AsyncIterator[bytes]:
-        engine = self._engine
-        try:
-            if opening is not None:
-                yield _sse(opening)
-            while True:
-                await er.event.wait()
-                batch = er.take()
-                done = er.finished
-                # One write per wake-up: when the engine delivers several tokens at once, their events
-                # go out together (still one SSE event per token).
-                events = []
-                for i, (_, text) in enumerate(batch):
-                    last = done and i == len(batch) - 1
-                    reason = (er.sim.finish_reason or FinishReason.ABORT).value if last else None
-                    events.append(content(text, reason, last))
-                if events:
-                    yield b"".join(events)
-                if done:
-                    break
-            if usage:
-                u = self._usage(er)
-                yield _sse(head + '"choices":[],"usage":' + _dump(u) + f',"system_fingerprint":"{self.fingerprint}"}}')
-            yield b"data: [DONE]\n\n"
-        finally:
-            engine.abort(er)  # the client disconnected mid-stream (or we are done: then a no-op)
-
-    def _chunk_head(self, er: EngineRequest, obj: str) -> str:
-        """The fields every chunk of one stream starts with, serialized once."""
-        model = _q(self.variant.served_model_name)
-        return f'{{"id":"{er.sim.request_id}","object":"{obj}","created":{int(time.time())},"model":{model},'
-
-    @staticmethod
-    def _usage(er: EngineRequest) -> dict[str, int]:
-        req = er.sim
-        return {
-            "prompt_tokens": req.prompt_tokens,
-            "total_tokens": req.prompt_tokens + req.output_tokens,
-            "completion_tokens": req.output_tokens,
-        }
+            return StreamingResponse(self.generation.stream(er, body, chat), media_type="text/event-stream")
+        text = await self.generation.collect(er, _wait_disconnect(request))
+        model = self.variant.served_model_name
+        return JSONResponse(final_body(er.sim, text, chat=chat, model=model, fingerprint=self.fingerprint))
 
     # --- checks -----------------------------------------------------------------------------------------
     def _check_model(self, model: str | None) -> None:
@@ -576,18 +257,6 @@ class Simulator:
 
     def _hex(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"
-
-
-def _dump(obj: object) -> str:
-    return json.dumps(obj, separators=JSON_SEPARATORS)
-
-
-def _q(text: str) -> str:
-    return json.dumps(text)
-
-
-def _sse(payload: str) -> bytes:
-    return b"data: " + payload.encode() + b"\n\n"
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
