@@ -156,9 +156,10 @@ class StreamChunks:
             tail += ',"usage":' + dump(stream_usage(self.req))
         if last and not self.include_usage:
             tail += f',"system_fingerprint":"{self.fingerprint}"'
-        return sse(self.head + '"choices":[' + dump(self._choice(text, reason, last)) + "]" + tail + "}")
+        return sse(self.head + '"choices":[' + dump(self.choice(text, reason, last)) + "]" + tail + "}")
 
-    def _choice(self, text: str, reason: str | None, last: bool) -> dict[str, Any]:
+    def choice(self, text: str, reason: str | None, last: bool) -> dict[str, Any]:
+        """The choice of one token's chunk, as a dict."""
         if self.chat:
             choice: dict[str, Any] = {
                 "index": 0,
