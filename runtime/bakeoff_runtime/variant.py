@@ -44,6 +44,12 @@ class Variant(BaseModel):
         description="Checkpoint vLLM loads (`--model`): a Hugging Face repo id or a local path; empty means "
         "the served model name.",
     )
+    model_revision: str | None = Field(
+        default=None,
+        max_length=128,
+        pattern=r"^[^\s]+$",
+        description="Hub revision (branch, tag or commit) of `model_source` (`--revision`); None: the default.",
+    )
     architecture: Architecture = Field(description="Shapes of the model.")
     format: Format = Field(description="Weight/activation format of the checkpoint.")
     online_quantization: bool = Field(

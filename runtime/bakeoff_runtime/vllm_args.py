@@ -26,13 +26,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff_runtime.formats import FORMATS
 from bakeoff_runtime.variant import Variant
+from bakeoff_runtime.vllm_version import VLLM_VERSION
 
-# Flags Bakeoff derives from the variant, and the field that sets each one.
+# Flags Bakeoff derives from the variant, and the variant field that sets each one. The API's list of
+# reserved flags (the ones `serving.extraArgs` may not set) and its CEL rule are generated from this.
 MANAGED_FLAGS: dict[str, str] = {
     "--block-size": "block_size",
+    "--dtype": "format",
     "--enable-chunked-prefill": "enable_chunked_prefill",
     "--enable-prefix-caching": "enable_prefix_caching",
     "--gpu-memory-utilization": "gpu_memory_utilization",
+    "--host": "listener",
     "--kv-cache-dtype": "kv_cache_dtype",
     "--mamba-ssm-cache-dtype": "mamba_ssm_cache_dtype",
     "--max-model-len": "max_model_len",
@@ -41,10 +45,15 @@ MANAGED_FLAGS: dict[str, str] = {
     "--model": "model_source",
     "--no-enable-chunked-prefill": "enable_chunked_prefill",
     "--no-enable-prefix-caching": "enable_prefix_caching",
-    "--quantization": "format / online_quantization",
+    "--port": "listener",
+    "--quantization": "online_quantization",
+    "--revision": "model_revision",
     "--served-model-name": "served_model_name",
     "--tensor-parallel-size": "tensor_parallel",
 }
+# Activations and the unquantized layers run in BF16 in every format Bakeoff serves (W8A8 quantizes
+# activations on the fly from BF16; W4A16 keeps them 16-bit).
+MODEL_DTYPE = "bfloat16"
 
 # Telemetry off: a platform should not phone home from every replica.
 BASE_ENV: dict[str, str] = {"VLLM_DO_NOT_TRACK": "1", "VLLM_NO_USAGE_STATS": "1"}
@@ -113,8 +122,8 @@ def validate_extra_args(extra_args: Sequence[str], flags: VLLMFlags | None = Non
             raise UnknownVLLMFlagError(name, suggestions, flags.vllm_version)
         if name in MANAGED_FLAGS:
             raise VLLMArgumentError(
-                f"vLLM flag {name} is set by Bakeoff from the variant; set the variant's "
-                f"{MANAGED_FLAGS[name]} instead of passing it as an extra argument"
+                f"vLLM flag {name} is set by Bakeoff from the variant ({MANAGED_FLAGS[name]}); set that instead "
+                "of passing it as an extra argument"
             )
         if name in switches:
             if value is not None:
@@ -143,6 +152,7 @@ def _managed_args(variant: Variant) -> dict[str, str | None]:
     args: dict[str, str | None] = {
         "--model": variant.model,
         "--served-model-name": variant.served_model_name,
+        "--dtype": MODEL_DTYPE,
         "--tensor-parallel-size": str(variant.tensor_parallel),
         "--max-model-len": str(variant.max_model_len),
         "--max-num-seqs": str(variant.max_num_seqs),
@@ -150,6 +160,8 @@ def _managed_args(variant: Variant) -> dict[str, str | None]:
         "--gpu-memory-utilization": f"{variant.gpu_memory_utilization:g}",
         "--kv-cache-dtype": variant.kv_cache_dtype.value,
     }
+    if variant.model_revision:
+        args["--revision"] = variant.model_revision
     method = FORMATS[variant.format].vllm_quantization
     if variant.online_quantization and method:
         args["--quantization"] = method
@@ -190,9 +202,13 @@ class VLLMLaunch(BaseModel):
     env: dict[str, str] = Field(description="Sorted environment variables.")
     vllm_version: str = Field(description="vLLM release the flags were validated against.")
 
-    @property
-    def command(self) -> list[str]:
-        return ["vllm", "serve", *self.args]
+    def serve_args(self, host: str, port: int) -> list[str]:
+        """The arguments with the listener the runtime binds (`--host`, `--port`), sorted like the rest."""
+        return sorted([*self.args, f"--host={host}", f"--port={port}"])
+
+    def command(self, host: str, port: int) -> list[str]:
+        """`vllm serve` as a container or a shell runs it."""
+        return ["vllm", "serve", *self.serve_args(host, port)]
 
     @property
     def spec_hash(self) -> str:
@@ -207,10 +223,11 @@ class VLLMLaunch(BaseModel):
 
 
 def render_launch(variant: Variant, extra_args: Sequence[str] = ()) -> VLLMLaunch:
+    """Everything a vLLM server for `variant` runs with, except the listener (see `serve_args`)."""
     return VLLMLaunch(
         args=vllm_args(variant, extra_args),
         env=vllm_env(variant),
-        vllm_version=known_vllm_flags().vllm_version,
+        vllm_version=VLLM_VERSION,
     )
 
 

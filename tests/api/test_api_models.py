@@ -63,7 +63,7 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
         variant(replicas=0, autoscaling={"minReplicas": 0, "maxReplicas": 3, "scaleToZero": True}),
     ),
     ("variant-tp-8", variant(tensorParallelSize=8)),
-    ("variant-extra-args-with-value", variant(serving={"extraArgs": ["--max-num-batched-tokens", "8192"]})),
+    ("variant-extra-args-with-value", variant(serving={"extraArgs": ["--long-prefill-token-threshold", "512"]})),
     ("bakeoff-selector", bakeoff(variants=None, variantSelector={"matchLabels": {"bakeoff.dev/model": "llama"}})),
     (
         "bakeoff-custom-normal",

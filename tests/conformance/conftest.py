@@ -20,6 +20,7 @@ from bakeoff_runtime.gpus import get_gpu
 from bakeoff_runtime.launcher import RunningRuntime, RuntimeSpec, find_vllm_python, launch
 from bakeoff_runtime.tinymodels import tiny_model
 from bakeoff_runtime.variant import Variant, make_variant
+from bakeoff_runtime.vllm_args import render_launch
 
 SERVED = "tiny"
 MAX_MODEL_LEN = 1024
@@ -68,11 +69,12 @@ def vllm_variant(model_dir: Path, fmt: Format) -> Variant:
 def launch_vllm(tmp: Path, kind: str, fmt: str) -> RunningRuntime:
     python = vllm_python()
     model_dir = tiny_model(kind, fmt, python)
+    variant = vllm_variant(model_dir, Format(fmt))
     spec = RuntimeSpec(
         engine="vllm",
-        variant=vllm_variant(model_dir, Format(fmt)),
+        variant=variant,
+        launch=render_launch(variant, VLLM_ARGS),
         log_path=tmp / f"vllm-{kind}-{fmt}.log",
-        args=VLLM_ARGS,
         python=python,
         startup_timeout_s=600,
     )

@@ -87,14 +87,16 @@ class TestSizing:
         s = size_variant(variant(format="fp8"), only_ampere, None)
         assert (s.fits, s.cause) == (False, Cause.FORMAT_UNSUPPORTED)
 
-    def test_max_model_len_grows_with_the_workload(self) -> None:
-        s = size_variant(
-            variant(architecture={"catalog": "apriel-h1-h30"}, gpuClass="h100"),
-            default_catalog(),
-            get_workload("long-reasoning"),
-        )
+    def test_a_workload_longer_than_the_deployed_length_is_refused_with_the_fix(self) -> None:
+        long = get_workload("long-reasoning")
+        s = size_variant(variant(architecture={"catalog": "apriel-h1-h30"}, gpuClass="h100"), default_catalog(), long)
+        assert not s.fits
+        assert s.cause is Cause.DOES_NOT_FIT
+        assert f"set spec.serving.maxModelLen to at least {long.context_tokens}" in s.reason
+        roomy = variant(architecture={"catalog": "apriel-h1-h30"}, gpuClass="h100", serving={"maxModelLen": 32768})
+        s = size_variant(roomy, default_catalog(), long)
         assert s.variant is not None
-        assert s.variant.max_model_len >= get_workload("long-reasoning").context_tokens
+        assert s.variant.max_model_len == 32768
 
 
 class TestRecommend:

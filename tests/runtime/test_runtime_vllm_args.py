@@ -93,7 +93,7 @@ def test_unknown_flag_names_the_flag_and_the_closest_ones() -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--tensor-parallel-size=2"], "set the variant's tensor_parallel"),
+        (["--tensor-parallel-size=2"], r"from the variant \(tensor_parallel\)"),
         (["--max-num-seqs", "64"], "max_num_seqs"),
         (["--disable-log-stats=true"], "switch"),
         (["--seed"], "needs a value"),

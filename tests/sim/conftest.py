@@ -27,7 +27,7 @@ def sim_variant(model: str = "llama-3.1-8b", fmt: Format = Format.BF16, gpu: str
 
 
 def start_sim(tmp: Path, *args: str, variant: Variant | None = None) -> RunningRuntime:
-    spec = RuntimeSpec(engine="sim", variant=variant or sim_variant(), log_path=tmp / "sim.log", args=args)
+    spec = RuntimeSpec(engine="sim", variant=variant or sim_variant(), log_path=tmp / "sim.log", sim_args=args)
     return launch(spec)
 
 

@@ -54,7 +54,9 @@ def test_launch_serves_logs_and_stops(tmp_path: Path) -> None:
 
 def test_launch_many_starts_each_on_its_own_port_and_stops_all(tmp_path: Path) -> None:
     specs = [
-        RuntimeSpec(engine="sim", variant=sim_variant(), log_path=tmp_path / f"sim-{i}.log", args=("--seed", str(i)))
+        RuntimeSpec(
+            engine="sim", variant=sim_variant(), log_path=tmp_path / f"sim-{i}.log", sim_args=("--seed", str(i))
+        )
         for i in range(3)
     ]
     with running(specs) as runtimes:
@@ -68,14 +70,14 @@ def test_launch_many_starts_each_on_its_own_port_and_stops_all(tmp_path: Path) -
 
 
 def test_a_runtime_that_cannot_start_raises_with_its_log(tmp_path: Path) -> None:
-    spec = RuntimeSpec(engine="sim", variant=sim_variant(), log_path=tmp_path / "bad.log", args=("--port", "-5"))
+    spec = RuntimeSpec(engine="sim", variant=sim_variant(), log_path=tmp_path / "bad.log", sim_args=("--port", "-5"))
     with pytest.raises(RuntimeStartError, match="exited with status"):
         launch(spec)
 
 
 def test_launch_many_stops_the_healthy_ones_when_one_fails(tmp_path: Path) -> None:
     good = RuntimeSpec(engine="sim", variant=sim_variant(), log_path=tmp_path / "good.log")
-    bad = RuntimeSpec(engine="sim", variant=sim_variant(), log_path=tmp_path / "bad.log", args=("--bogus-flag",))
+    bad = RuntimeSpec(engine="sim", variant=sim_variant(), log_path=tmp_path / "bad.log", sim_args=("--bogus-flag",))
     with pytest.raises(RuntimeStartError):
         launch_many([good, bad])
     # The good one was started first; its log names its command, and its process group is gone.
@@ -87,7 +89,7 @@ def test_startup_timeout_stops_the_process(tmp_path: Path) -> None:
         engine="sim",
         variant=sim_variant(),
         log_path=tmp_path / "slow.log",
-        args=("--fault-slow-start-s", "30"),
+        sim_args=("--fault-slow-start-s", "30"),
         startup_timeout_s=1,
     )
     with pytest.raises(RuntimeStartError, match="not healthy within 1 s"):

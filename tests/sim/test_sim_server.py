@@ -196,7 +196,7 @@ def test_slow_start_answers_503_then_serves(tmp_path: Path) -> None:
     from tests.sim.conftest import sim_variant
 
     spec = RuntimeSpec(
-        engine="sim", variant=sim_variant(), log_path=tmp_path / "slow.log", args=("--fault-slow-start-s", "1.5")
+        engine="sim", variant=sim_variant(), log_path=tmp_path / "slow.log", sim_args=("--fault-slow-start-s", "1.5")
     )
     with start(spec) as rt:
         wait_for(lambda: rt.url or _url_from_log(rt), timeout=10)

@@ -1,5 +1,5 @@
 """Types shared by every `bakeoff.dev/v1alpha1` kind: the wire-format base model, metadata,
-conditions, durations, the SLO, and the label selector.
+conditions, durations, the SLO (the load harness's, in the wire format), and the label selector.
 
 The models are the one source of truth for the CRD schemas (`bakeoff_operator.crdgen`), so every
 field carries a description and bounds, and every string and list a maximum size: the API server
@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Final, Literal
 
+from bakeoff_loadtest import slo
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
-from pydantic.alias_generators import to_camel
 
 GROUP: Final = "bakeoff.dev"
 VERSION: Final = "v1alpha1"
@@ -31,6 +31,12 @@ MAX_VARIANTS: Final = 16
 MAX_REPLICAS: Final = 1000
 
 
+def camel(name: str) -> str:
+    """camelCase as the API spells it: a digit does not capitalise the letter after it (e2eMs)."""
+    first, *rest = name.split("_")
+    return first + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
 class ApiModel(BaseModel):
     """Wire format of the Kubernetes API: camelCase keys, unknown fields rejected.
 
@@ -40,7 +46,7 @@ class ApiModel(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        alias_generator=to_camel,
+        alias_generator=camel,
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
@@ -146,7 +152,7 @@ class Reason:
     UNKNOWN_ARCHITECTURE: Final = "UnknownArchitecture"
     # Scheduled
     GPUS_AVAILABLE: Final = "GPUsAvailable"
-    INSUFFICIENT_GPUS: Final = "InsufficientGPUs"
+    INSUFFICIENT_GPU: Final = "InsufficientGPU"
     # Ready
     ENDPOINT_READY: Final = "EndpointReady"
     PROGRESSING: Final = "Progressing"
@@ -239,19 +245,11 @@ def conditions_field() -> Any:
 
 
 # --- SLO ----------------------------------------------------------------------------------------------
-class Percentile(StrEnum):
-    P50 = "p50"
-    P90 = "p90"
-    P95 = "p95"
-    P99 = "p99"
+class SLO(ApiModel, slo.SLO):
+    """Latency objective a request must meet; at least one bound is required.
 
-    @property
-    def quantile(self) -> float:
-        return int(self.value[1:]) / 100
-
-
-class SLO(ApiModel):
-    """Latency objective a request must meet; at least one bound is required."""
+    The load harness's SLO in the API's wire format, with the API server's copy of its rule.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -262,24 +260,15 @@ class SLO(ApiModel):
         )
     )
 
-    ttft_ms: float | None = Field(
-        default=None, gt=0, le=600_000, description="Time to first token, ms (request start to first content token)."
-    )
-    itl_ms: float | None = Field(
-        default=None, gt=0, le=60_000, description="Inter-token latency, ms (gap between content tokens)."
-    )
-    e2e_ms: float | None = Field(
-        default=None, gt=0, le=3_600_000, alias="e2eMs", description="End-to-end request latency, ms."
-    )
-    percentile: Percentile = Field(
-        default=Percentile.P90, description="Percentile of requests that must meet every bound: p50, p90, p95, p99."
-    )
-
     @model_validator(mode="after")
     def _one_bound(self) -> SLO:
         if self.ttft_ms is None and self.itl_ms is None and self.e2e_ms is None:
             raise ValueError("an SLO needs at least one of ttftMs, itlMs or e2eMs; add e.g. `ttftMs: 500`")
         return self
+
+    def objective(self) -> slo.SLO:
+        """The same objective as the load harness's own model."""
+        return slo.SLO.model_validate(dict(self))
 
 
 # --- label selector -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ entry, so prices and new products are data, not code.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from bakeoff_runtime.formats import ComputeDtype
 from bakeoff_runtime.gpus import GPUPrice, GPUSpec
@@ -56,6 +56,17 @@ class TFLOPS(ApiModel):
     int8: float | None = Field(default=None, gt=0, le=100_000, description="Dense INT8 TOPS.")
 
 
+class Toleration(ApiModel):
+    """A Kubernetes toleration the replicas on this GPU class carry (e.g. for `nvidia.com/gpu:NoSchedule`)."""
+
+    key: str | None = Field(default=None, max_length=317, description="Taint key; empty with Exists: every taint.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="Exists or Equal.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value (with Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect; empty: every effect."
+    )
+
+
 class GPUClassSpec(ApiModel):
     """What one GPU of this class offers and costs."""
 
@@ -65,6 +76,17 @@ class GPUClassSpec(ApiModel):
         max_length=MAX_NAME,
         pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
         description="Value of the node label `nvidia.com/gpu.product` on nodes with this GPU.",
+    )
+    other_products: list[
+        Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
+    ] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Further `nvidia.com/gpu.product` values of the same class (e.g. the PCIe and SXM boards); "
+        "replicas may land on nodes with any of them.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=16, description="Tolerations for taints on the nodes of this GPU class."
     )
     resource_name: str = Field(
         default="nvidia.com/gpu",

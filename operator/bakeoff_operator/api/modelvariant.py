@@ -10,11 +10,13 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Collection
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-from bakeoff_runtime.architectures import Architecture, ArchitectureKind, builtin_architectures
+from bakeoff_runtime.architectures import Architecture, ArchitectureKind, MambaCacheDtype, builtin_architectures
 from bakeoff_runtime.formats import ExecutionMode, Format, KVCacheDtype, resolve_execution
 from bakeoff_runtime.gpus import default_catalog
+from bakeoff_runtime.vllm_args import MANAGED_FLAGS
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bakeoff_operator.api.common import (
@@ -52,19 +54,29 @@ FP8_FALLBACK_GPU_CLASSES: Final[tuple[str, ...]] = tuple(
     )
 )
 TENSOR_PARALLEL_SIZES: Final[tuple[int, ...]] = (1, 2, 4, 8, 16, 32, 64)
-# vLLM flags Bakeoff derives from spec fields; setting them in extraArgs would contradict the spec.
+# Where each variant field that the runtime renders into a vLLM flag comes from in a ModelVariant.
+VARIANT_FIELD_SOURCES: Final[dict[str, str]] = {
+    "block_size": "the operator (from the architecture)",
+    "enable_chunked_prefill": "the operator (vLLM V1 always chunks prefills)",
+    "enable_prefix_caching": "spec.serving.enablePrefixCaching",
+    "format": "spec.format",
+    "gpu_memory_utilization": "spec.serving.gpuMemoryUtilization",
+    "kv_cache_dtype": "spec.kvCacheDtype",
+    "listener": "the operator (it owns the listener)",
+    "mamba_ssm_cache_dtype": "spec.serving.mambaSSMCacheDtype",
+    "max_model_len": "spec.serving.maxModelLen",
+    "max_num_batched_tokens": "spec.serving.maxNumBatchedTokens",
+    "max_num_seqs": "spec.serving.maxNumSeqs",
+    "model_revision": "spec.model.revision",
+    "model_source": "spec.model.source",
+    "online_quantization": "spec.format",
+    "served_model_name": "spec.model.servedName",
+    "tensor_parallel": "spec.tensorParallelSize",
+}
+# vLLM flags Bakeoff derives from spec fields (the runtime's own list, `MANAGED_FLAGS`); setting them in
+# extraArgs would contradict the spec.
 RESERVED_VLLM_FLAGS: Final[dict[str, str]] = {
-    "--model": "spec.model.source",
-    "--served-model-name": "spec.model.servedName",
-    "--quantization": "spec.format",
-    "--dtype": "spec.format",
-    "--kv-cache-dtype": "spec.kvCacheDtype",
-    "--tensor-parallel-size": "spec.tensorParallelSize",
-    "--max-model-len": "spec.serving.maxModelLen",
-    "--max-num-seqs": "spec.serving.maxNumSeqs",
-    "--gpu-memory-utilization": "spec.serving.gpuMemoryUtilization",
-    "--host": "the operator (it owns the listener)",
-    "--port": "the operator (it owns the listener)",
+    flag: VARIANT_FIELD_SOURCES[field] for flag, field in sorted(MANAGED_FLAGS.items())
 }
 # Validation context key: a collection of vLLM flag names (e.g. `--enable-prefix-caching`); when
 # given, every flag in `serving.extraArgs` must be one of them.
@@ -302,9 +314,9 @@ class Serving(ApiModel):
         json_schema_extra=cel_rules(
             cel(
                 f"!has(self.extraArgs) || self.extraArgs.all(a, !a.matches('{_RESERVED_PATTERN}'))",
-                "extraArgs must not set flags Bakeoff derives from the spec (--model, --quantization, "
-                "--tensor-parallel-size, --kv-cache-dtype, --max-model-len, --max-num-seqs, "
-                "--gpu-memory-utilization, --served-model-name, --dtype, --host, --port); set the spec field",
+                "extraArgs must not set flags Bakeoff derives from the spec ("
+                + ", ".join(RESERVED_VLLM_FLAGS)
+                + "); set the spec field instead",
                 ".extraArgs",
             )
         )
@@ -320,8 +332,24 @@ class Serving(ApiModel):
         default=None, ge=16, le=1_048_576, description="Longest context (prompt + output tokens) served."
     )
     max_num_seqs: int | None = Field(default=None, ge=1, le=4096, description="Most sequences batched together.")
+    max_num_batched_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=1_048_576,
+        description="Token budget of one engine step (chunked prefill); default: maxModelLen between 8192 and 16384.",
+    )
     gpu_memory_utilization: float = Field(
         default=0.9, ge=0.1, le=0.99, description="Fraction of GPU memory vLLM may use (weights, cache, activations)."
+    )
+    enable_prefix_caching: bool | None = Field(
+        default=None,
+        description="Reuse the KV cache of shared prompt prefixes; default: on for dense models, off for hybrids "
+        "(their Mamba state is cached only at block-aligned checkpoints).",
+    )
+    mamba_ssm_cache_dtype: MambaCacheDtype | None = Field(
+        default=None,
+        alias="mambaSSMCacheDtype",
+        description="Element type of the Mamba SSM state for hybrids; default: the architecture's recommendation.",
     )
     extra_args: list[ExtraArg] = Field(
         default_factory=list,
@@ -419,6 +447,14 @@ class Accuracy(ApiModel):
     )
 
 
+# --- the engine ---------------------------------------------------------------------------------------
+class Engine(StrEnum):
+    """What serves a variant: real vLLM, or Bakeoff's vLLM-compatible simulator (no GPU needed)."""
+
+    VLLM = "vllm"
+    SIMULATOR = "simulator"
+
+
 # --- the variant --------------------------------------------------------------------------------------
 TensorParallelSize = int | Literal["auto"]
 _TP_RULE = f"type(self) == string ? self == 'auto' : self in {_cel_list(TENSOR_PARALLEL_SIZES)}"
@@ -484,6 +520,11 @@ class ModelVariantSpec(ApiModel):
         le=MAX_REPLICAS,
         description="Desired replicas (the scale subresource): the autoscaler writes it within the autoscaling "
         "bounds; without autoscaling it is the fixed count (default 1).",
+    )
+    engine: Engine | None = Field(
+        default=None,
+        description="vllm, or simulator: Bakeoff's own image runs `bakeoff sim` for this variant and GPU class, "
+        "timed by the performance model (clusters without GPUs, dry runs); default: the operator's setting.",
     )
     serving: Serving = Field(default_factory=Serving, description="vLLM serving knobs.")
     autoscaling: Autoscaling | None = Field(default=None, description="Replica bounds and targets.")

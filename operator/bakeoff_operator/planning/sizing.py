@@ -11,16 +11,14 @@ from enum import StrEnum
 
 from bakeoff_runtime.formats import ExecutionMode, resolve_execution
 from bakeoff_runtime.gpus import GPUCatalog, GPUSpec
-from bakeoff_runtime.memory import MemoryPlan, min_tensor_parallel, plan_memory
+from bakeoff_runtime.memory import MemoryPlan
 from bakeoff_runtime.perf import PerformanceModel, Prediction
+from bakeoff_runtime.placement import default_max_model_len, default_max_num_batched_tokens, place
 from bakeoff_runtime.variant import Variant
 from bakeoff_runtime.workloads import Workload
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bakeoff_operator.api.modelvariant import AUTO, ModelVariant
-
-DEFAULT_MAX_MODEL_LEN = 8192
-MAX_AUTO_TENSOR_PARALLEL = 8
 
 
 class Cause(StrEnum):
@@ -30,6 +28,7 @@ class Cause(StrEnum):
     UNKNOWN_GPU_CLASS = "unknown-gpu-class"
     FORMAT_UNSUPPORTED = "format-unsupported"  # no kernels, or only a weight-only fallback not accepted
     DOES_NOT_FIT = "does-not-fit"  # memory, or a tensor-parallel size the model cannot take
+    INVALID_SPEC = "invalid-spec"  # sized, but a field the target cannot use (a model source, an extra argument)
 
 
 class Candidate(BaseModel):
@@ -69,36 +68,45 @@ class Sizing(BaseModel):
         return self.variant.tensor_parallel if self.variant else None
 
 
-def max_model_len_for(mv: ModelVariant, workload: Workload | None) -> int:
-    """`serving.maxModelLen`, else room for the workload (a power of two, at least 8192)."""
+def max_model_len_for(mv: ModelVariant) -> int:
+    """`serving.maxModelLen`, else the sizing policy's length for a deployed variant (`placement`)."""
     if mv.spec.serving.max_model_len is not None:
         return mv.spec.serving.max_model_len
-    need = workload.context_tokens if workload is not None else DEFAULT_MAX_MODEL_LEN
-    length = DEFAULT_MAX_MODEL_LEN
-    while length < need:
-        length *= 2
-    return length
+    return default_max_model_len(None)
 
 
 def _variant_on(mv: ModelVariant, gpu: GPUSpec, tensor_parallel: int, max_model_len: int) -> Variant:
+    """The runtime's variant for `mv` on `gpu`: every serving knob the spec sets, the policy's defaults
+    for the rest. `model_source` is the spec's URI; the deployment plan turns it into what vLLM loads."""
     serving = mv.spec.serving
     updates: dict[str, object] = {}
     if serving.max_num_seqs is not None:
         updates["max_num_seqs"] = serving.max_num_seqs
+    if serving.enable_prefix_caching is not None:
+        updates["enable_prefix_caching"] = serving.enable_prefix_caching
+    if serving.mamba_ssm_cache_dtype is not None:
+        updates["mamba_ssm_cache_dtype"] = serving.mamba_ssm_cache_dtype
     return Variant(
         name=mv.metadata.name,
         served_model_name=mv.served_name,
         model_source=mv.spec.model.source,
+        model_revision=mv.spec.model.revision,
         architecture=mv.to_architecture(),
         format=mv.spec.format,
         kv_cache_dtype=mv.spec.kv_cache_dtype,
         gpu=gpu,
         tensor_parallel=tensor_parallel,
         max_model_len=max_model_len,
-        max_num_batched_tokens=max(8192, min(max_model_len, 16384)),
+        max_num_batched_tokens=serving.max_num_batched_tokens or default_max_num_batched_tokens(max_model_len),
         gpu_memory_utilization=serving.gpu_memory_utilization,
         **updates,
     )
+
+
+def _first_error(err: ValueError) -> str:
+    if isinstance(err, ValidationError):
+        return "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in err.errors())
+    return str(err)
 
 
 def _try_gpu(
@@ -117,36 +125,37 @@ def _try_gpu(
             None,
         )
     requested = mv.spec.tensor_parallel_size
-    probe = _variant_on(mv, gpu, 1, max_model_len)
-    if requested == AUTO:
-        tp = min_tensor_parallel(probe, MAX_AUTO_TENSOR_PARALLEL)
-        if tp is None:
-            plan = plan_memory(probe.model_copy(update={"tensor_parallel": MAX_AUTO_TENSOR_PARALLEL}))
-            reason = (
-                f"does not fit {MAX_AUTO_TENSOR_PARALLEL}x {gpu.name} either ({plan.reason}); choose a GPU class "
-                "with more memory, a smaller format or a shorter serving.maxModelLen"
-            )
-            return Candidate(gpu_class=gpu.name, fits=False, cause=Cause.DOES_NOT_FIT, reason=reason), None, None, None
-    else:
-        tp = int(requested)
     try:
-        variant = probe.model_copy(update={"tensor_parallel": tp})
-        variant = Variant.model_validate(variant.model_dump())
-    except ValueError as err:
-        reason = f"tensorParallelSize: {err}"
+        probe = _variant_on(mv, gpu, 1, max_model_len)
+    except ValueError as err:  # serving knobs vLLM would reject together, e.g. a step budget below maxNumSeqs
+        reason = f"spec.serving: {_first_error(err)}"
         return Candidate(gpu_class=gpu.name, fits=False, cause=Cause.DOES_NOT_FIT, reason=reason), None, None, None
-    plan = plan_memory(variant)
-    if not plan.fits:
-        reason = f"{plan.reason}; raise tensorParallelSize or set it to auto"
-        refused = Candidate(gpu_class=gpu.name, fits=False, cause=Cause.DOES_NOT_FIT, tensor_parallel=tp, reason=reason)
-        return refused, None, plan, None
+    try:
+        placement = place(probe, None if requested == AUTO else int(requested))
+    except ValueError as err:
+        reason = f"tensorParallelSize: {_first_error(err)}"
+        return Candidate(gpu_class=gpu.name, fits=False, cause=Cause.DOES_NOT_FIT, reason=reason), None, None, None
+    variant, plan = placement.variant, placement.memory
+    tp = variant.tensor_parallel
+    if not placement.fits:
+        reason = (
+            placement.reason if placement.auto else f"{placement.reason}; raise tensorParallelSize or set it to auto"
+        )
+        refused = Candidate(
+            gpu_class=gpu.name,
+            fits=False,
+            cause=Cause.DOES_NOT_FIT,
+            tensor_parallel=None if placement.auto else tp,
+            reason=reason,
+        )
+        return refused, None, None if placement.auto else plan, None
     prediction = None
     cost = None
     if workload is not None:
         price = gpu.hourly_price(spot=spot)
         prediction = PerformanceModel(variant).predict(workload, mode, price_per_gpu_hour=price)
         cost = prediction.cost_per_1m_output_tokens_usd
-    reason = f"fits {tp}x {gpu.name}: {plan.reason}"
+    reason = placement.reason
     candidate = Candidate(
         gpu_class=gpu.name,
         fits=True,
@@ -168,7 +177,15 @@ def size_variant(
 ) -> Sizing:
     """Place `mv` on its GPU class (or the cheapest class that fits, for `gpuClass: auto`)."""
     name = mv.metadata.name
-    max_model_len = max_model_len_for(mv, workload)
+    max_model_len = max_model_len_for(mv)
+    if workload is not None and workload.context_tokens > max_model_len:
+        given = "serving.maxModelLen" if mv.spec.serving.max_model_len is not None else "the default maxModelLen"
+        reason = (
+            f"{given} {max_model_len} is shorter than the {workload.name} requests ({workload.context_tokens} prompt + "
+            f"output tokens): vLLM would refuse every one; set spec.serving.maxModelLen to at least "
+            f"{workload.context_tokens}"
+        )
+        return Sizing(variant_name=name, fits=False, cause=Cause.DOES_NOT_FIT, reason=reason)
     if mv.spec.gpu_class == AUTO:
         gpus = list(catalog.gpus)
     else:

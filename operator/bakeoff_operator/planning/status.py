@@ -34,7 +34,6 @@ from bakeoff_operator.api.common import (
     Condition,
     ConditionStatus,
     ConditionType,
-    LabelSelector,
     Reason,
     find_condition,
     set_condition,
@@ -118,6 +117,7 @@ _FITS_REASONS: Final[dict[Cause, str]] = {
     Cause.UNKNOWN_GPU_CLASS: Reason.UNKNOWN_GPU_CLASS,
     Cause.FORMAT_UNSUPPORTED: Reason.FORMAT_UNSUPPORTED,
     Cause.DOES_NOT_FIT: Reason.DOES_NOT_FIT,
+    Cause.INVALID_SPEC: Reason.INVALID_SPEC,
 }
 
 
@@ -229,30 +229,26 @@ class ObservedVariant(BaseModel):
 def _selection(
     bo: BakeOff, variants: Sequence[ObservedVariant]
 ) -> tuple[list[ObservedVariant], tuple[str, str] | None]:
-    """The variants a BakeOff names or selects, or the reason and message saying why there are none."""
-    spec = bo.spec
+    """The variants a BakeOff names or selects (`BakeOffSpec.select`), or the reason and message saying
+    why there are none."""
     namespace = bo.metadata.namespace or "default"
     by_name = {v.name: v for v in variants}
-    if spec.variants is not None:
-        missing = [n for n in spec.variants if n not in by_name]
-        if missing:
-            known = ", ".join(sorted(by_name)) or "none"
-            text = (
-                f"spec.variants names {', '.join(missing)}, which no ModelVariant in namespace {namespace} defines; "
-                f"create {'them' if len(missing) > 1 else 'it'} or fix the names (ModelVariants there: {known})"
-            )
-            return [], (Reason.VARIANT_NOT_FOUND, text)
-        return [by_name[n] for n in spec.variants], None
-    selector: LabelSelector | None = spec.variant_selector
-    assert selector is not None  # the model requires variants or variantSelector
-    chosen = sorted((v for v in variants if selector.matches(v.labels)), key=lambda v: v.name)
-    if not chosen:
+    chosen = bo.spec.select({v.name: v.labels for v in variants})
+    if chosen.missing:
+        known = ", ".join(sorted(by_name)) or "none"
+        text = (
+            f"spec.variants names {', '.join(chosen.missing)}, which no ModelVariant in namespace {namespace} "
+            f"defines; create {'them' if len(chosen.missing) > 1 else 'it'} or fix the names (ModelVariants there: "
+            f"{known})"
+        )
+        return [], (Reason.VARIANT_NOT_FOUND, text)
+    if not chosen.names:
         text = (
             f"spec.variantSelector matches no ModelVariant in namespace {namespace} "
             f"({len(variants)} there); label the variants or change the selector"
         )
         return [], (Reason.NO_VARIANTS_SELECTED, text)
-    return chosen, None
+    return [by_name[n] for n in chosen.names], None
 
 
 def _readiness(v: ObservedVariant) -> str:

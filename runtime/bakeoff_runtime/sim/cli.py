@@ -4,7 +4,8 @@
 
 prints `http://HOST:PORT` as its first line on stdout once the socket is bound, then serves until
 SIGINT/SIGTERM. `--variant-json FILE` takes a whole `Variant` (what the launcher passes) instead
-of the individual flags.
+of the individual flags; `--variant-env NAME` reads it from an environment variable (what the
+operator's simulated replicas run).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import gc
 import importlib
+import os
 import socket
 import sys
 from collections.abc import Coroutine, Sequence
@@ -37,6 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--max-num-batched-tokens", type=int, default=8192)
     v.add_argument("--gpu-memory-utilization", type=float, default=0.90)
     v.add_argument("--variant-json", type=Path, default=None, help="a Variant as JSON (overrides the flags above)")
+    v.add_argument(
+        "--variant-env",
+        default=None,
+        metavar="NAME",
+        help="read the Variant JSON from this environment variable (what a simulated replica in a cluster runs)",
+    )
     s = parser.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000, help="0: a free port chosen by the OS")
@@ -68,6 +76,11 @@ def build_variant(args: argparse.Namespace) -> Any:
 
     if args.variant_json is not None:
         return Variant.model_validate_json(Path(args.variant_json).read_text())
+    if args.variant_env is not None:
+        text = os.environ.get(args.variant_env)
+        if not text:
+            raise ValueError(f"--variant-env {args.variant_env}: the environment variable is not set or empty")
+        return Variant.model_validate_json(text)
     try:
         fmt = Format(args.format)
     except ValueError:

@@ -13,8 +13,9 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bakeoff_runtime.sim.scheduler import FinishReason, SimRequest, StepCounts
+from bakeoff_runtime.vllm_version import VLLM_VERSION
 
-VLLM_VERSION = "0.32.0"
+__all__ = ["VLLM_VERSION"]
 
 # vllm/v1/metrics/buckets.py (0.32.0)
 REQUEST_LATENCY_BUCKETS = (

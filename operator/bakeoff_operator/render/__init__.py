@@ -1,0 +1,1 @@
+"""Pure rendering of the Kubernetes objects the operator owns."""
