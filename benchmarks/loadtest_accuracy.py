@@ -13,7 +13,7 @@ import os
 import statistics
 
 from bakeoff_loadtest.runner import run_load
-from bakeoff_loadtest.workloads import LengthDistribution, Workload
+from bakeoff_runtime.workloads import LengthDistribution, Workload
 from loadtest_common import cores, errors, machine, pair, start_server, start_times
 
 CASES = [
@@ -21,9 +21,9 @@ CASES = [
     ("sync, chat", 50.0, 10.0, "sync", {"max_requests": 30, "api": "chat"}),
     ("sync, completions", 50.0, 10.0, "sync", {"max_requests": 30, "api": "completions"}),
     ("sync, fast tokens", 20.0, 2.0, "sync", {"max_requests": 30}),
-    ("concurrency 8", 50.0, 10.0, "concurrency", {"concurrency": 8, "max_requests": 120}),
-    ("concurrency 32", 50.0, 10.0, "concurrency", {"concurrency": 32, "max_requests": 320}),
-    ("poisson 20/s", 50.0, 10.0, "rate", {"rate_rps": 20.0, "duration_s": 6.0}),
+    ("concurrency 8", 50.0, 10.0, "concurrency-sweep", {"levels": (8,), "max_requests": 120}),
+    ("concurrency 32", 50.0, 10.0, "concurrency-sweep", {"levels": (32,), "max_requests": 320}),
+    ("poisson 20/s", 50.0, 10.0, "rate-sweep", {"levels": (20.0,), "duration_s": 6.0}),
 ]
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     if server_core is not None:
         os.sched_setaffinity(0, set(cs[:-1]))  # the Locust child inherits the remaining cores
     print(f"machine: {machine()}; server pinned to core {server_core}, load generator to {cs[:-1] or cs}")
-    wl = Workload(name="custom", prompt_tokens=LengthDistribution(mean=64), output_tokens=LengthDistribution(mean=64))
+    wl = Workload(name="custom", prompt=LengthDistribution(mean=64), output=LengthDistribution(mean=64))
     head = f"{'case':<20} {'n':>4} {'TTFT err p50':>13} {'queue p50':>10} {'p99':>7} {'max':>7}"
     head += f" {'ITL err p50':>12} {'p99':>7}"
     head += f" {'ITL p50 ours':>13} {'server':>7} {'server late p99':>16}"

@@ -19,7 +19,7 @@ import statistics
 import time
 
 from bakeoff_loadtest.runner import run_load
-from bakeoff_loadtest.workloads import LengthDistribution, Workload
+from bakeoff_runtime.workloads import LengthDistribution, Workload
 from loadtest_common import cores, errors, machine, pair, start_server, start_times
 
 ITL_MS = 40.0
@@ -41,7 +41,7 @@ def main() -> None:
     if server_core is not None:
         os.sched_setaffinity(0, {cs[0]})
     print(f"machine: {machine()}; server on core {server_core}, one Locust process on core {cs[0]}")
-    wl = Workload(name="custom", prompt_tokens=LengthDistribution(mean=128), output_tokens=LengthDistribution(mean=256))
+    wl = Workload(name="custom", prompt=LengthDistribution(mean=128), output=LengthDistribution(mean=256))
     print(
         f"{'streams':>7} {'offered tok/s':>13} {'got tok/s':>9} {'client CPU':>10} {'ITL p50 ours':>12} "
         f"{'server':>7} {'ITL err p50':>11} {'p99':>6} {'TTFT err p50':>12} {'queue p50':>10} "
@@ -52,7 +52,7 @@ def main() -> None:
         try:
             cpu0, t0 = _child_cpu(), time.monotonic()
             r = run_load(
-                srv.url, "ref", wl, "concurrency", concurrency=level, duration_s=a.duration, drain_timeout_s=60
+                srv.url, "ref", wl, "concurrency-sweep", levels=(level,), duration_s=a.duration, drain_timeout_s=60
             )
             cpu = (_child_cpu() - cpu0) / (time.monotonic() - t0)
             stats = srv.stats()

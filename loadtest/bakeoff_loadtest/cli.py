@@ -11,20 +11,20 @@ import argparse
 import sys
 from pathlib import Path
 
+from bakeoff_runtime.cost import CostInputs
+from bakeoff_runtime.workloads import LengthDistribution, LengthKind, LoadMode, UseCase, Workload, use_case_workload
 from pydantic import ValidationError
 
-from bakeoff_loadtest.cost import CostInputs
-from bakeoff_loadtest.results import RunResult, write_results
-from bakeoff_loadtest.spec import SLO, LoadMode, RunSpec
-from bakeoff_loadtest.workloads import LengthDistribution, UseCase, Workload, use_case_workload
+from bakeoff_loadtest.result_files import write_results
+from bakeoff_loadtest.results import RunResult
+from bakeoff_loadtest.slo import SLO, Percentile
+from bakeoff_loadtest.spec import RunSpec
 
 # pydantic field path -> the flag a user typed, so errors name what to fix.
 _FLAGS = {
     "endpoint": "--endpoint",
     "model": "--model",
     "variant": "--variant",
-    "concurrency": "--concurrency",
-    "rate_rps": "--rate",
     "levels": "--levels",
     "duration_s": "--duration",
     "max_requests": "--max-requests",
@@ -34,7 +34,7 @@ _FLAGS = {
     "slo.itl_ms": "--slo-itl-ms",
     "slo.e2e_ms": "--slo-e2e-ms",
     "slo.percentile": "--slo-percentile",
-    "slo.max_failure_rate": "--slo-max-failure-rate",
+    "max_failure_rate": "--slo-max-failure-rate",
     "cost.gpu_class": "--gpu-class",
     "cost.price_per_gpu_hour": "--price-per-gpu-hour",
     "cost.gpus": "--gpus",
@@ -46,14 +46,31 @@ _FLAGS = {
     "itl_ms": "--slo-itl-ms",
     "e2e_ms": "--slo-e2e-ms",
     "percentile": "--slo-percentile",
-    "max_failure_rate": "--slo-max-failure-rate",
     "gpu_class": "--gpu-class",
     "price_per_gpu_hour": "--price-per-gpu-hour",
     "gpus": "--gpus",
     "replicas": "--replicas",
-    "workload.prompt_tokens": "--prompt-tokens",
-    "workload.output_tokens": "--output-tokens",
+    "workload.prompt": "--prompt-tokens",
+    "workload.output": "--output-tokens",
 }
+
+
+def _percentile(text: str) -> Percentile:
+    """p50, p90, p95 or p99; a bare number (99) names the same percentile."""
+    name = text if text.startswith("p") else f"p{float(text):g}" if _is_number(text) else text
+    try:
+        return Percentile(name)
+    except ValueError:
+        choices = ", ".join(p.value for p in Percentile)
+        raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _levels(text: str) -> tuple[float, ...]:
@@ -84,11 +101,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     )
     p.add_argument("--prompt-tokens", type=int, help="custom workload: prompt tokens (mean)")
     p.add_argument("--output-tokens", type=int, help="custom workload: output tokens (mean)")
-    p.add_argument("--length-dist", choices=["fixed", "uniform", "normal"], default="fixed")
+    p.add_argument("--length-dist", choices=[k.value for k in LengthKind], default=LengthKind.FIXED.value)
     p.add_argument("--spread", type=float, default=0.2, help="relative spread of uniform/normal lengths")
-    p.add_argument("--mode", choices=[m.value for m in LoadMode], default="sync")
-    p.add_argument("--concurrency", type=int, default=1)
-    p.add_argument("--rate", type=float, help="offered requests/s (rate mode)")
+    p.add_argument(
+        "--mode",
+        choices=[m.value for m in LoadMode],
+        help="sync (default), concurrency-sweep or rate-sweep; --concurrency or --rate alone imply their sweep",
+    )
+    p.add_argument("--concurrency", type=int, help="one concurrency-sweep level: N streams in flight")
+    p.add_argument("--rate", type=float, help="one rate-sweep level: offered requests/s")
     p.add_argument("--arrival", choices=["constant", "poisson"], default="poisson")
     p.add_argument("--levels", type=_levels, default=(), help="sweep levels, e.g. 1,2,4,8")
     p.add_argument("--duration", type=float, default=60.0, help="seconds per load point")
@@ -97,7 +118,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--slo-ttft-ms", type=float)
     p.add_argument("--slo-itl-ms", type=float)
     p.add_argument("--slo-e2e-ms", type=float)
-    p.add_argument("--slo-percentile", type=float, default=99.0)
+    p.add_argument("--slo-percentile", type=_percentile, default=Percentile.P99, help="p50, p90, p95 or p99")
     p.add_argument("--slo-max-failure-rate", type=float, default=0.01)
     p.add_argument("--gpu-class", default="unknown")
     p.add_argument("--price-per-gpu-hour", type=float, default=0.0, help="USD; 0 leaves cost out")
@@ -132,38 +153,68 @@ def _explain(e: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _mode_and_levels(a: argparse.Namespace) -> tuple[LoadMode, tuple[float, ...]]:
+    """--mode and --levels, with --concurrency N and --rate R as one-level sweeps."""
+    if a.concurrency is not None and a.rate is not None:
+        raise ValueError("--concurrency and --rate name different sweeps: give one")
+    single, flag, implied = (
+        (a.concurrency, "--concurrency", LoadMode.CONCURRENCY_SWEEP)
+        if a.concurrency is not None
+        else (a.rate, "--rate", LoadMode.RATE_SWEEP)
+        if a.rate is not None
+        else (None, "", LoadMode.SYNC)
+    )
+    mode = LoadMode(a.mode) if a.mode is not None else implied
+    if single is None:
+        if mode is LoadMode.RATE_SWEEP and not a.levels:
+            raise ValueError("--mode rate-sweep needs --rate or --levels, the offered requests per second")
+        return mode, a.levels
+    if mode is not implied:
+        raise ValueError(f"{flag} applies to --mode {implied.value}, not {mode.value}")
+    if a.levels:
+        raise ValueError(f"give {flag} or --levels, not both")
+    if single <= 0:
+        raise ValueError(f"{flag} must be greater than 0, got {single:g}")
+    return mode, (float(single),)
+
+
 def build_spec(a: argparse.Namespace) -> RunSpec:
     """The RunSpec for the parsed flags; raises ValueError with a message naming the flag."""
     try:
+        kind = LengthKind(a.length_dist)
         if a.workload == "custom":
             if a.prompt_tokens is None or a.output_tokens is None:
                 raise ValueError("--workload custom needs --prompt-tokens and --output-tokens")
-            workload = _custom(a)
+            workload = Workload(
+                name="custom",
+                prompt=_lengths(a.prompt_tokens, "--prompt-tokens", kind, a.spread),
+                output=_lengths(a.output_tokens, "--output-tokens", kind, a.spread),
+            )
         else:
             if a.prompt_tokens is not None or a.output_tokens is not None:
                 raise ValueError("--prompt-tokens/--output-tokens apply to --workload custom only")
-            workload = use_case_workload(a.workload, kind=a.length_dist, spread=a.spread)
+            workload = use_case_workload(a.workload, kind=kind, spread=a.spread)
+        mode, levels = _mode_and_levels(a)
+        bounds = (a.slo_ttft_ms, a.slo_itl_ms, a.slo_e2e_ms)
+        slo = (
+            None
+            if all(b is None for b in bounds)
+            else SLO(ttft_ms=a.slo_ttft_ms, itl_ms=a.slo_itl_ms, e2e_ms=a.slo_e2e_ms, percentile=a.slo_percentile)
+        )
         return RunSpec(
             endpoint=a.endpoint,
             model=a.model,
             variant=a.variant,
             api=a.api,
             workload=workload,
-            mode=LoadMode(a.mode),
-            concurrency=a.concurrency,
-            rate_rps=a.rate,
+            mode=mode,
+            levels=levels,
             arrival=a.arrival,
-            levels=a.levels,
             duration_s=a.duration,
             max_requests=a.max_requests,
             seed=a.seed,
-            slo=SLO(
-                ttft_ms=a.slo_ttft_ms,
-                itl_ms=a.slo_itl_ms,
-                e2e_ms=a.slo_e2e_ms,
-                percentile=a.slo_percentile,
-                max_failure_rate=a.slo_max_failure_rate,
-            ),
+            slo=slo,
+            max_failure_rate=a.slo_max_failure_rate,
             cost=CostInputs(
                 gpu_class=a.gpu_class, price_per_gpu_hour=a.price_per_gpu_hour, gpus=a.gpus, replicas=a.replicas
             ),
@@ -177,24 +228,10 @@ def build_spec(a: argparse.Namespace) -> RunSpec:
         raise ValueError(_explain(e)) from None
 
 
-def _custom(a: argparse.Namespace) -> Workload:
-    def dist(mean: int, flag: str) -> LengthDistribution:
-        if mean < 1:
-            raise ValueError(f"{flag} must be at least 1, got {mean}")
-        if a.length_dist == "fixed":
-            return LengthDistribution(kind="fixed", mean=mean)
-        half = max(1, round(mean * a.spread))
-        if a.length_dist == "uniform":
-            return LengthDistribution(kind="uniform", mean=mean, min=max(1, mean - half), max=mean + half)
-        return LengthDistribution(
-            kind="normal", mean=mean, std=max(1e-9, mean * a.spread), min=max(1, mean - 2 * half), max=mean + 2 * half
-        )
-
-    return Workload(
-        name="custom",
-        prompt_tokens=dist(a.prompt_tokens, "--prompt-tokens"),
-        output_tokens=dist(a.output_tokens, "--output-tokens"),
-    )
+def _lengths(mean: int, flag: str, kind: LengthKind, spread: float) -> LengthDistribution:
+    if mean < 1:
+        raise ValueError(f"{flag} must be at least 1, got {mean}")
+    return LengthDistribution.around(mean, kind, spread)
 
 
 def handle(a: argparse.Namespace) -> int:

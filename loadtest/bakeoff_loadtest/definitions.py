@@ -40,8 +40,14 @@ DEFINITIONS: dict[str, str] = {
         "E2E target."
     ),
     "meets SLO": (
-        "A load point meets the SLO when the SLO percentile (p99 unless set) of TTFT and of ITL are "
-        "within their targets and the failure rate is at most the allowed failure rate."
+        "A load point meets the SLO when TTFT, ITL and E2E at the SLO's percentile (p50, p90, p95 or "
+        "p99; p90 unless set) are within the bounds that are set and the failure rate is at most the "
+        "allowed failure rate (1% unless set)."
+    ),
+    "chosen load point": (
+        "The load level a variant is judged at: the one with the most output tokens/s among those "
+        "meeting the SLO; without an SLO, or when no level met it, the one with the most output "
+        "tokens/s of those that completed requests."
     ),
     "max QPS under SLO": "The highest offered request rate of a rate sweep whose load point meets the SLO.",
     "saturation knee": (
@@ -66,8 +72,15 @@ DEFINITIONS: dict[str, str] = {
         "price per GPU-hour x GPUs per replica x replicas x wall hours / output tokens x 1e6; per 1M "
         "total tokens divides by prompt + output tokens instead. The price is an input of the run."
     ),
+    "Pareto frontier": (
+        "The variants no other variant beats on both cost per 1M output tokens and p90 E2E latency "
+        "(lower is better on both; ties stay together), each at its chosen load point; a variant that "
+        "failed or missed the SLO at every load level is left out."
+    ),
     "A/B comparison": (
         "Two-sided Mann-Whitney U test (normal approximation with tie and continuity corrections) on "
-        "per-request values, with Cliff's delta as effect size and the Hodges-Lehmann shift."
+        "per-request values, with Cliff's delta as effect size and the Hodges-Lehmann shift. A bake-off "
+        "compares each variant with its baseline on TTFT, TPOT and E2E at the variant's chosen load "
+        "level; a positive shift means the variant is slower."
     ),
 }

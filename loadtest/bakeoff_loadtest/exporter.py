@@ -11,7 +11,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from bakeoff_loadtest import cost as costmod
 from bakeoff_loadtest.records import FailureCause, RequestRecord
 from bakeoff_loadtest.results import LoadPoint
 from bakeoff_loadtest.spec import RunSpec
@@ -111,8 +110,8 @@ class LoadExporter:
         self.output_tokens.labels(**lab).inc(rec.output_tokens or 0)
         self.prompt_tokens.labels(**lab).inc(rec.prompt_tokens or 0)
         wall = time.time() - self._t0
-        per_out = costmod.cost_per_million(self.spec.cost, wall, self._out)
-        per_all = costmod.cost_per_million(self.spec.cost, wall, self._out + self._in)
+        per_out = self.spec.cost.usd_per_million(wall, self._out)
+        per_all = self.spec.cost.usd_per_million(wall, self._out + self._in)
         if per_out is not None:
             self.cost_out.labels(**lab).set(per_out)
         if per_all is not None:

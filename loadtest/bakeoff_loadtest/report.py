@@ -20,9 +20,11 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from bakeoff_loadtest.compare import Comparison, pareto_front
+from bakeoff_loadtest.compare import Comparison
 from bakeoff_loadtest.definitions import DEFINITIONS
+from bakeoff_loadtest.pareto import FRONTIER_AXES, FRONTIER_LATENCY, pareto_frontier, tradeoff
 from bakeoff_loadtest.results import LatencySummary, LoadPoint, RunResult, now_utc
+from bakeoff_loadtest.slo import Percentile
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _CSS = """
@@ -64,9 +66,8 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return f"{x:,.{digits}f}"
 
 
-def _ci(s: LatencySummary, q: int) -> str:
-    ci = {50: s.p50_ci, 90: s.p90_ci, 99: s.p99_ci}[q]
-    val = {50: s.p50, 90: s.p90, 99: s.p99}[q]
+def _ci(s: LatencySummary, p: Percentile) -> str:
+    ci, val = s.ci(p), s.at(p)
     if ci is None:
         return _fmt(val)
     return f"{_fmt(val)} <span class='muted'>[{_fmt(ci[0])}, {_fmt(ci[1])}]</span>"
@@ -112,7 +113,7 @@ def _ecdf(ax: Axes, values: Sequence[float], label: str) -> None:
 def _plot_distribution(results: Sequence[RunResult], which: str) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for r in results:
-        p = r.best_point() or (r.points[-1] if r.points else None)
+        p = r.chosen_point()
         if p is None:
             continue
         if which == "ttft":
@@ -134,7 +135,7 @@ def _plot_cost(results: Sequence[RunResult]) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     names, outs, totals = [], [], []
     for r in results:
-        p = r.best_point()
+        p = r.chosen_point()
         names.append(_label(r))
         outs.append((p.usd_per_1m_output_tokens if p else None) or 0.0)
         totals.append((p.usd_per_1m_total_tokens if p else None) or 0.0)
@@ -143,36 +144,41 @@ def _plot_cost(results: Sequence[RunResult]) -> str:
     ax.bar([x + 0.2 for x in xs], totals, width=0.4, label="per 1M total tokens")
     ax.set_xticks(list(xs), names, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("USD")
-    ax.set_title("Cost per 1M tokens (best point within SLO)")
+    ax.set_title("Cost per 1M tokens (chosen load point)")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return _svg(fig, "cost")
 
 
-def _plot_pareto(results: Sequence[RunResult]) -> str:
+def _plot_pareto(results: Sequence[RunResult], frontier: Sequence[str]) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    items: list[tuple[float, float]] = []
-    labels: list[str] = []
+    placed = {t.variant: t for r in results if (t := tradeoff(r)) is not None}
     for r in results:
-        xs, ys = [], []
-        for p in r.points:
-            lat, usd = p.ttft_ms.p99, p.usd_per_1m_output_tokens
-            if lat is None or usd is None:
-                continue
-            xs.append(lat)
-            ys.append(usd)
-            items.append((lat, usd))
-            labels.append(f"{_label(r)} {_level(r, p)}")
-        if xs:
-            ax.scatter(xs, ys, label=_label(r), s=24)
-    front = pareto_front(items)
+        pts = [
+            (lat, usd)
+            for p in r.points
+            if (lat := p.e2e_ms.at(FRONTIER_LATENCY)) is not None and (usd := p.usd_per_1m_output_tokens) is not None
+        ]
+        if not pts:
+            continue
+        (dots,) = ax.plot([lat for lat, _ in pts], [usd for _, usd in pts], "o", alpha=0.35, ms=4)
+        t = placed.get(r.variant)
+        if t is not None:
+            ax.plot([t.e2e_ms], [t.cost_per_1m_output_tokens_usd], "o", ms=8, color=dots.get_color(), label=_label(r))
+    front = sorted((placed[v] for v in frontier if v in placed), key=lambda t: t.e2e_ms)
     if front:
-        ax.plot([items[i][0] for i in front], [items[i][1] for i in front], "k--", lw=1, label="Pareto frontier")
-    ax.set_xlabel("p99 TTFT (ms)")
+        ax.plot(
+            [t.e2e_ms for t in front],
+            [t.cost_per_1m_output_tokens_usd for t in front],
+            "k--",
+            lw=1,
+            label="Pareto frontier",
+        )
+    ax.set_xlabel(f"{FRONTIER_LATENCY.value} E2E latency (ms)")
     ax.set_ylabel("USD per 1M output tokens")
-    ax.set_title("Cost against latency")
+    ax.set_title(f"Cost against latency ({FRONTIER_AXES})")
     ax.grid(alpha=0.3)
-    if items:
+    if ax.lines:
         ax.legend(fontsize=8)
     return _svg(fig, "pareto")
 
@@ -180,8 +186,9 @@ def _plot_pareto(results: Sequence[RunResult]) -> str:
 def _summary_rows(results: Sequence[RunResult]) -> str:
     rows = []
     for r in results:
+        chosen = r.chosen_point()
         for p in r.points:
-            best = p is r.best_point()
+            star = " ★" if p is chosen else ""
             slo = (
                 "–"
                 if p.meets_slo is None
@@ -190,13 +197,14 @@ def _summary_rows(results: Sequence[RunResult]) -> str:
             fails = ", ".join(f"{k}: {v}" for k, v in p.failures_by_cause.items()) or "0"
             rows.append(
                 "<tr>"
-                f"<td class='l'>{html.escape(r.variant)}{' ★' if best else ''}</td>"
+                f"<td class='l'>{html.escape(r.variant)}{star}</td>"
                 f"<td class='l'>{html.escape(r.spec.workload.name)}</td>"
                 f"<td class='l'>{html.escape(r.spec.mode.value)} {html.escape(_level(r, p))}</td>"
                 f"<td>{p.requests_ok}</td>"
-                f"<td>{_ci(p.ttft_ms, 50)}</td><td>{_ci(p.ttft_ms, 99)}</td>"
-                f"<td>{_ci(p.itl_ms, 50)}</td><td>{_ci(p.itl_ms, 99)}</td>"
-                f"<td>{_fmt(p.tpot_ms.p50, 2)}</td><td>{_ci(p.e2e_ms, 50)}</td>"
+                f"<td>{_ci(p.ttft_ms, Percentile.P50)}</td><td>{_ci(p.ttft_ms, Percentile.P99)}</td>"
+                f"<td>{_ci(p.itl_ms, Percentile.P50)}</td><td>{_ci(p.itl_ms, Percentile.P99)}</td>"
+                f"<td>{_fmt(p.tpot_ms.p50, 2)}</td><td>{_ci(p.e2e_ms, Percentile.P50)}</td>"
+                f"<td>{_ci(p.e2e_ms, FRONTIER_LATENCY)}</td>"
                 f"<td>{_fmt(p.output_tokens_per_s)}</td><td>{_fmt(p.requests_per_s, 2)}</td>"
                 f"<td>{_fmt(p.goodput_rps, 2)}</td><td>{slo}</td>"
                 f"<td>{_fmt(p.usd_per_1m_output_tokens, 3)}</td><td>{_fmt(p.usd_per_1m_total_tokens, 3)}</td>"
@@ -212,26 +220,34 @@ def render_report(
     recommendation: str | None = None,
     *,
     comparisons: Sequence[Comparison] = (),
+    frontier: Sequence[str] | None = None,
     title: str = "Bakeoff load test report",
 ) -> Path:
-    """Write the report to ``out_path`` and return the path."""
+    """Write the report to ``out_path`` and return the path.
+
+    ``comparisons`` are the A/B tests of each variant against its baseline; ``frontier`` the Pareto
+    frontier as the caller's status states it (default: computed from ``results`` by the same rule).
+    """
     if not results:
         raise ValueError("render_report needs at least one result")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if frontier is None:
+        frontier = pareto_frontier([t for r in results if (t := tradeoff(r)) is not None])
     plots = [
         (
             "plot-latency-throughput",
             "Median E2E latency against output tokens/s, per load level.",
             _plot_latency_throughput(results),
         ),
-        ("plot-ttft", "TTFT of the best point of each variant.", _plot_distribution(results, "ttft")),
-        ("plot-itl", "ITL of the best point of each variant (seeded reservoir).", _plot_distribution(results, "itl")),
-        ("plot-cost", "Cost per 1M tokens at each variant's best point.", _plot_cost(results)),
+        ("plot-ttft", "TTFT at each variant's chosen load point.", _plot_distribution(results, "ttft")),
+        ("plot-itl", "ITL at each variant's chosen load point (seeded reservoir).", _plot_distribution(results, "itl")),
+        ("plot-cost", "Cost per 1M tokens at each variant's chosen load point.", _plot_cost(results)),
         (
             "plot-pareto",
-            "Every load point; the dashed line joins those no other point beats on both axes.",
-            _plot_pareto(results),
+            "Every load point (small); each variant at its chosen point (large); the dashed line joins the "
+            "Pareto frontier, the variants no other variant beats on both axes.",
+            _plot_pareto(results, frontier),
         ),
     ]
     figures = "\n".join(
@@ -243,27 +259,32 @@ def render_report(
         else ""
     )
     comp_rows = "\n".join(
-        f"<tr><td class='l'>{html.escape(c.b)} vs {html.escape(c.a)}</td><td class='l'>{html.escape(c.metric)}</td>"
-        f"<td>{_fmt(c.median_a, 2)}</td><td>{_fmt(c.median_b, 2)}</td><td>{_fmt(c.shift, 2)}</td>"
-        f"<td>{c.p_value:.3g}</td><td>{c.cliffs_delta:+.2f}</td><td class='l'>{html.escape(c.verdict)}</td></tr>"
+        f"<tr><td class='l'>{html.escape(c.variant)} vs {html.escape(c.baseline)}</td>"
+        f"<td class='l'>{html.escape(c.metric.value)}</td><td>{_fmt(c.level, 0)}</td>"
+        f"<td>{_fmt(c.median_baseline_ms, 2)}</td><td>{_fmt(c.median_variant_ms, 2)}</td>"
+        f"<td>{_fmt(c.shift_ms, 2)}</td><td>{c.p_value:.3g}</td><td>{c.cliffs_delta:+.2f}</td>"
+        f"<td class='l'>{html.escape(c.verdict)}</td></tr>"
         for c in comparisons
     )
     comp = (
-        "<section id='comparisons'><h2>A/B comparisons</h2><table><tr><th class='l'>pair</th><th class='l'>metric</th>"
-        "<th>median A</th><th>median B</th><th>shift B−A</th><th>p</th><th>Cliff's δ</th>"
-        "<th class='l'>verdict</th></tr>"
+        "<section id='comparisons'><h2>A/B comparisons against each baseline</h2><table><tr>"
+        "<th class='l'>variant vs baseline</th><th class='l'>metric</th><th>load level</th>"
+        "<th>median baseline</th><th>median variant</th><th>shift variant−baseline</th><th>p</th>"
+        "<th>Cliff's δ</th><th class='l'>verdict</th></tr>"
         f"{comp_rows}</table></section>"
         if comparisons
         else ""
     )
-    slo_lines = []
-    for r in results:
-        s = r.spec.slo
-        if not s.empty:
-            slo_lines.append(
-                f"{html.escape(r.variant)}: TTFT ≤ {_fmt(s.ttft_ms)} ms, ITL ≤ {_fmt(s.itl_ms)} ms, "
-                f"E2E ≤ {_fmt(s.e2e_ms)} ms at p{s.percentile:g}, failures ≤ {s.max_failure_rate:.1%}"
-            )
+    front = (
+        "<section id='pareto'><h2>Pareto frontier</h2>"
+        f"<p>{html.escape(', '.join(frontier) or 'none')} <span class='muted'>({html.escape(FRONTIER_AXES)}, "
+        "each variant at its chosen load point)</span></p></section>"
+    )
+    slo_lines = [
+        f"{html.escape(r.variant)}: {html.escape(r.spec.slo.describe())}, failures ≤ {r.spec.max_failure_rate:.1%}"
+        for r in results
+        if r.spec.slo is not None
+    ]
     costs = "; ".join(
         f"{html.escape(r.variant)}: {html.escape(r.spec.cost.gpu_class)} at "
         f"${r.spec.cost.price_per_gpu_hour:g}/GPU-h × "
@@ -292,16 +313,17 @@ def render_report(
 workload(s): {html.escape(", ".join(sorted({r.spec.workload.name for r in results})))}</p>
 {rec}
 <section id="summary"><h2>Results</h2>
-<p class="muted">Latencies in ms, p50/p99 with 95% confidence intervals in brackets; ★ marks each variant's
-best point (most output tokens/s within the SLO).</p>
+<p class="muted">Latencies in ms, with 95% confidence intervals in brackets; ★ marks each variant's
+chosen load point (most output tokens/s within the SLO).</p>
 <table id="summary-table"><tr><th class="l">variant</th><th class="l">workload</th><th class="l">load</th>
 <th>requests</th><th>TTFT p50</th><th>TTFT p99</th><th>ITL p50</th><th>ITL p99</th><th>TPOT p50</th>
-<th>E2E p50</th><th>output tok/s</th><th>req/s</th><th>goodput req/s</th><th>meets SLO</th>
+<th>E2E p50</th><th>E2E p90</th><th>output tok/s</th><th>req/s</th><th>goodput req/s</th><th>meets SLO</th>
 <th>$ / 1M output</th><th>$ / 1M total</th><th class="l">failures</th></tr>
 {_summary_rows(results)}
 </table>
 <p class="muted">SLO: {"; ".join(slo_lines) or "none set"}. Cost inputs: {costs}.</p>
 </section>
+{front}
 {comp}
 <section id="plots"><h2>Plots</h2><div class="plots">{figures}</div></section>
 {warn_html}

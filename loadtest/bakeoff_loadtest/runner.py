@@ -12,23 +12,20 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from bakeoff_loadtest.cost import CostInputs
+from bakeoff_runtime.cost import CostInputs
+from bakeoff_runtime.workloads import LoadMode, Workload, use_case_workload
+
 from bakeoff_loadtest.records import RequestRecord
-from bakeoff_loadtest.results import (
-    LoadPoint,
-    RunResult,
-    analyse_sweep,
-    load_result,
-    now_utc,
-    summarize_point,
-    write_results,
-)
-from bakeoff_loadtest.spec import SLO, LoadMode, RunSpec
-from bakeoff_loadtest.workloads import Workload, use_case_workload
+from bakeoff_loadtest.result_files import load_result, write_results
+from bakeoff_loadtest.results import LoadPoint, RunResult, now_utc
+from bakeoff_loadtest.slo import SLO
+from bakeoff_loadtest.spec import RunSpec
+from bakeoff_loadtest.summary import analyse_sweep, summarize_point
 
 Isolation = Literal["auto", "inline", "subprocess"]
 
@@ -49,8 +46,8 @@ def run_load(
     """Run a load test of one variant and return its results.
 
     ``workload`` is a use-case id (e.g. 'summarization') or a :class:`Workload`; ``options`` are the
-    other :class:`RunSpec` fields (``concurrency``, ``rate_rps``, ``levels``, ``duration_s``,
-    ``max_requests``, ``workers``, ``variant``, ``api``, ``seed``, ...).
+    other :class:`RunSpec` fields (``levels``, ``duration_s``, ``max_requests``, ``workers``,
+    ``variant``, ``api``, ``seed``, ...).
     """
     wl = use_case_workload(workload) if isinstance(workload, str) else workload
     spec = RunSpec(
@@ -58,7 +55,7 @@ def run_load(
         model=model,
         workload=wl,
         mode=LoadMode(mode),
-        slo=slo or SLO(),
+        slo=slo,
         cost=cost or CostInputs(),
         **options,
     )
@@ -90,6 +87,22 @@ def _locust_version() -> str:
         return ""
 
 
+def _result(
+    spec: RunSpec, started: datetime, points: Sequence[LoadPoint], warnings: Sequence[str], error: str | None
+) -> RunResult:
+    """The run as it stands: built whole from what was measured so far."""
+    return RunResult(
+        locust_version=_locust_version(),
+        spec=spec,
+        started_at=started,
+        finished_at=now_utc(),
+        points=tuple(points),
+        sweep=analyse_sweep(points, spec) if spec.mode is not LoadMode.SYNC else None,
+        warnings=tuple(warnings),
+        error=error,
+    )
+
+
 def _run_inline(
     spec: RunSpec,
     out_dir: str | Path | None,
@@ -97,7 +110,7 @@ def _run_inline(
     listeners: list[Callable[[RequestRecord], None]],
     on_point: Callable[[RunResult], None] | None,
 ) -> RunResult:
-    from bakeoff_loadtest import locust_users  # patches this process: see the module doc
+    from bakeoff_loadtest import locust_runners  # patches this process: see the module doc
     from bakeoff_loadtest.exporter import LoadExporter
 
     exporter: LoadExporter | None = None
@@ -105,35 +118,37 @@ def _run_inline(
         exporter = LoadExporter(spec)
         exporter.start(metrics_port)
         listeners = [*listeners, exporter.observe]
-    result = RunResult(locust_version=_locust_version(), spec=spec, started_at=now_utc(), finished_at=now_utc())
-    run = locust_users.run_point_distributed if spec.workers > 0 else locust_users.run_point_local
+    started = now_utc()
+    points: list[LoadPoint] = []
+    warnings: list[str] = []
+    error: str | None = None
+    run = locust_runners.run_point_distributed if spec.workers > 0 else locust_runners.run_point_local
     try:
         for k, level in enumerate(spec.sweep_levels()):
             try:
-                records, warnings, fatal = run(spec, level, listeners)
+                records, point_warnings, fatal = run(spec, level, listeners)
             except ValueError as e:
-                result.error = str(e)
+                error = str(e)
                 break
             point = summarize_point(records, spec, level=level, point_index=k)
-            result.points.append(point)
+            points.append(point)
             label = _level_label(spec, level)
-            result.warnings.extend(f"{label}: {w}" for w in warnings)
+            warnings.extend(f"{label}: {w}" for w in point_warnings)
+            if fatal is not None:
+                error = f"{label}: {fatal}"
             if exporter is not None:
                 exporter.set_point(point)
-            result.finished_at = now_utc()
-            if spec.mode in (LoadMode.SWEEP_CONCURRENCY, LoadMode.SWEEP_RATE):
-                result.sweep = analyse_sweep(result.points, spec)
+            so_far = _result(spec, started, points, warnings, error)
             if out_dir is not None:
-                write_results(out_dir, [result])
+                write_results(out_dir, [so_far])
             if on_point is not None:
-                on_point(result)
+                on_point(so_far)
             if fatal is not None:
-                result.error = f"{label}: {fatal}"
                 break
     finally:
         if exporter is not None:
             exporter.stop()
-    result.finished_at = now_utc()
+    result = _result(spec, started, points, warnings, error)
     if out_dir is not None:
         write_results(out_dir, [result])
     return result
@@ -160,15 +175,11 @@ def _run_in_child(spec: RunSpec, out_dir: str | Path | None, metrics_port: int |
         if out_path.exists():
             result = load_result(out_path)
             if proc.returncode != 0 and result.error is None:
-                result.error = f"load process exited with {proc.returncode}: {_tail(proc.stderr)}"
+                error = f"load process exited with {proc.returncode}: {_tail(proc.stderr)}"
+                return result.model_copy(update={"error": error})
             return result
         raise RuntimeError(f"the load process failed (exit {proc.returncode}): {_tail(proc.stderr)}")
 
 
 def _tail(data: bytes, n: int = 2000) -> str:
     return data.decode("utf-8", "replace")[-n:].strip()
-
-
-def best_points(results: Sequence[RunResult]) -> list[tuple[RunResult, LoadPoint | None]]:
-    """Each result with its best point (most tokens/s within SLO), for leaderboards."""
-    return [(r, r.best_point()) for r in results]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 # isort: off
-from bakeoff_loadtest import locust_users  # noqa: F401  first: Locust patches the standard library
+from bakeoff_loadtest import locust_runners  # noqa: F401  first: Locust patches the standard library
 # isort: on
 
 import argparse
 from pathlib import Path
 
+from bakeoff_loadtest.result_files import write_result_json
 from bakeoff_loadtest.results import RunResult
 from bakeoff_loadtest.runner import run_spec
 from bakeoff_loadtest.spec import RunSpec
@@ -24,9 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = RunSpec.model_validate_json(a.spec.read_text())
 
     def save(result: RunResult) -> None:
-        tmp = a.out.with_suffix(".tmp")
-        tmp.write_text(result.model_dump_json())
-        tmp.replace(a.out)
+        write_result_json(a.out, result)
 
     result = run_spec(spec, out_dir=a.out_dir, isolation="inline", metrics_port=a.metrics_port, on_point=save)
     save(result)

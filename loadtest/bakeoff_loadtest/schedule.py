@@ -1,14 +1,13 @@
-"""Pure load schedules: open-loop arrival times and stage ``tick()`` functions.
+"""Pure load schedules: open-loop arrival times and each worker's share of a request budget.
 
-Nothing here imports Locust, so the schedules are unit-tested directly; the Locust users and shapes
-only read them.
+Nothing here imports Locust, so the schedules are unit-tested directly; the Locust users only read
+them.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Literal
 
 
@@ -47,22 +46,3 @@ def share(total: int, worker: int, workers: int) -> int:
     """This worker's share of ``total`` requests: the split differs by at most one."""
     base, extra = divmod(total, workers)
     return base + (1 if worker < extra else 0)
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    """Hold ``users`` streams until ``end_s`` seconds after the start."""
-
-    end_s: float
-    users: int
-
-
-def stages_tick(elapsed_s: float, stages: Sequence[Stage]) -> tuple[int, float] | None:
-    """LoadTestShape.tick as a pure function: (users, spawn rate) for the stage, None past the end.
-
-    The spawn rate equals the user count so each stage reaches its concurrency within one second.
-    """
-    for st in stages:
-        if elapsed_s < st.end_s:
-            return (st.users, float(max(1, st.users)))
-    return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # isort: off
-from bakeoff_loadtest import locust_users  # first: Locust must patch the standard library early
+from bakeoff_loadtest import locust_runners  # first: Locust must patch the standard library early
 # isort: on
 
 import argparse
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, required=True)
     a = ap.parse_args(argv)
     spec = RunSpec.model_validate_json(a.spec.read_text())
-    locust_users.worker_main(a.master_port, spec, a.level, a.workers)
+    locust_runners.worker_main(a.master_port, spec, a.level, a.workers)
 
 
 if __name__ == "__main__":

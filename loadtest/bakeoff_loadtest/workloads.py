@@ -1,141 +1,20 @@
-"""Workloads: the seven use cases of the quantization study and custom length distributions.
+"""The requests of a workload: seeded lengths and prompts of an exact token count.
 
-Pure and seeded: request ``i`` of a workload is a function of (workload, seed, i) alone, so two
-variants of a bake-off receive the same prompts in the same order, and a distributed run splits the
-request indices between workers without changing what is sent.
+The workloads themselves (the use-case table, custom length distributions) are
+:mod:`bakeoff_runtime.workloads`. Pure and seeded: request ``i`` of a workload is a function of
+(workload, seed, i) alone, so two variants of a bake-off receive the same prompts in the same order,
+and a distributed run splits the request indices between workers without changing what is sent.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from bakeoff_runtime.workloads import Workload
 
 from bakeoff_loadtest.tokens import TokenCounter, WordCounter
-
-
-class UseCase(StrEnum):
-    """The use cases of Kurtic et al. (arXiv 2411.02355), by kebab-case id."""
-
-    CODE_COMPLETION = "code-completion"
-    INSTRUCTION_FOLLOWING = "instruction-following"
-    MULTI_TURN_CHAT = "multi-turn-chat"
-    RAG = "rag"
-    DOCSTRING_GENERATION = "docstring-generation"
-    CODE_FIXING = "code-fixing"
-    SUMMARIZATION = "summarization"
-
-
-# (prompt tokens, output tokens) as published; the study's workloads are fixed lengths.
-USE_CASE_LENGTHS: dict[UseCase, tuple[int, int]] = {
-    UseCase.CODE_COMPLETION: (256, 1024),
-    UseCase.INSTRUCTION_FOLLOWING: (256, 128),
-    UseCase.MULTI_TURN_CHAT: (512, 256),
-    UseCase.RAG: (1024, 128),
-    UseCase.DOCSTRING_GENERATION: (768, 128),
-    UseCase.CODE_FIXING: (1024, 1024),
-    UseCase.SUMMARIZATION: (4096, 512),
-}
-
-MAX_TOKENS_BOUND = 1_048_576
-
-
-class LengthDistribution(BaseModel):
-    """How many tokens a request has: fixed, uniform or normal, always clipped to [min, max]."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["fixed", "uniform", "normal"] = Field(
-        "fixed", description="fixed: always `mean`; uniform: integers in [min, max]; normal: N(mean, std)."
-    )
-    mean: int = Field(..., ge=1, le=MAX_TOKENS_BOUND, description="Tokens per request (the centre).")
-    std: float = Field(0.0, ge=0.0, le=MAX_TOKENS_BOUND, description="Standard deviation (normal only).")
-    min: int | None = Field(None, ge=1, le=MAX_TOKENS_BOUND, description="Lower bound (default: 1).")
-    max: int | None = Field(None, ge=1, le=MAX_TOKENS_BOUND, description="Upper bound (default: 2 x mean).")
-
-    @model_validator(mode="after")
-    def _check(self) -> LengthDistribution:
-        lo, hi = self.lower, self.upper
-        if lo > hi:
-            raise ValueError(f"min ({lo}) must not exceed max ({hi})")
-        if not lo <= self.mean <= hi:
-            raise ValueError(f"mean ({self.mean}) must lie within [min, max] = [{lo}, {hi}]")
-        if self.kind == "normal" and self.std <= 0:
-            raise ValueError("a normal distribution needs std > 0; use kind 'fixed' for a constant length")
-        return self
-
-    @property
-    def lower(self) -> int:
-        return self.min if self.min is not None else (self.mean if self.kind == "fixed" else 1)
-
-    @property
-    def upper(self) -> int:
-        return self.max if self.max is not None else (self.mean if self.kind == "fixed" else 2 * self.mean)
-
-    def sample(self, rng: random.Random) -> int:
-        if self.kind == "fixed":
-            return self.mean
-        if self.kind == "uniform":
-            return rng.randint(self.lower, self.upper)
-        return max(self.lower, min(self.upper, round(rng.gauss(self.mean, self.std))))
-
-
-class Workload(BaseModel):
-    """What each request asks for: a named use case or custom prompt/output distributions."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(
-        ...,
-        min_length=1,
-        max_length=63,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-        description="A use-case id (e.g. 'summarization') or 'custom'; kebab-case.",
-    )
-    prompt_tokens: LengthDistribution = Field(..., description="Prompt length in tokens.")
-    output_tokens: LengthDistribution = Field(..., description="Output length in tokens (max_tokens).")
-    chat_turns: int = Field(
-        1, ge=1, le=16, description="Chat messages the prompt is split into (alternating user/assistant)."
-    )
-
-
-def use_case_workload(
-    name: str, *, kind: Literal["fixed", "uniform", "normal"] = "fixed", spread: float = 0.2
-) -> Workload:
-    """The published use case ``name``; ``kind``/``spread`` turn the fixed lengths into distributions.
-
-    ``spread`` is the relative half-width (uniform) or relative std (normal), clipped to
-    [mean x (1 - 2 spread), mean x (1 + 2 spread)].
-    """
-    try:
-        case = UseCase(name)
-    except ValueError:
-        known = ", ".join(u.value for u in UseCase)
-        raise ValueError(f"unknown workload {name!r}; use one of: {known}, or a custom workload") from None
-    if not 0.0 <= spread < 0.5:
-        raise ValueError(f"spread must be in [0, 0.5), got {spread}")
-    prompt, output = USE_CASE_LENGTHS[case]
-
-    def dist(mean: int) -> LengthDistribution:
-        if kind == "fixed" or spread == 0:
-            return LengthDistribution(kind="fixed", mean=mean)
-        if kind == "uniform":
-            half = max(1, round(mean * spread))
-            return LengthDistribution(kind="uniform", mean=mean, min=max(1, mean - half), max=mean + half)
-        return LengthDistribution(
-            kind="normal",
-            mean=mean,
-            std=mean * spread,
-            min=max(1, round(mean * (1 - 2 * spread))),
-            max=round(mean * (1 + 2 * spread)),
-        )
-
-    turns = 3 if case is UseCase.MULTI_TURN_CHAT else 1
-    return Workload(name=case.value, prompt_tokens=dist(prompt), output_tokens=dist(output), chat_turns=turns)
-
 
 # Short, frequent English words: each is one token in common BPE vocabularies (with its leading
 # space) and exactly one token for Bakeoff's simulator, which counts whitespace-separated words.
@@ -238,8 +117,8 @@ class WorkloadSampler:
 
     def request(self, index: int) -> PlannedRequest:
         rng = random.Random(f"{self.workload.name}:{self.seed}:{index}")
-        n_prompt = self.workload.prompt_tokens.sample(rng)
-        n_out = self.workload.output_tokens.sample(rng)
+        n_prompt = self.workload.prompt.sample(rng)
+        n_out = self.workload.output.sample(rng)
         text, exact = self.prompts.build(n_prompt, rng)
         return PlannedRequest(
             index=index,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import urllib.request
 
-from bakeoff_loadtest.cost import CostInputs
 from bakeoff_loadtest.exporter import LoadExporter
 from bakeoff_loadtest.records import FailureCause, RequestRecord
 from bakeoff_loadtest.spec import RunSpec
-from bakeoff_loadtest.workloads import use_case_workload
+from bakeoff_runtime.cost import CostInputs
+from bakeoff_runtime.workloads import use_case_workload
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 

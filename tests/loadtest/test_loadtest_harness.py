@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bakeoff_loadtest.cost import CostInputs
-from bakeoff_loadtest.results import load_result
+from bakeoff_loadtest.result_files import load_result
+from bakeoff_loadtest.results import SCHEMA_VERSION
 from bakeoff_loadtest.runner import run_load
-from bakeoff_loadtest.spec import SLO
-from bakeoff_loadtest.workloads import LengthDistribution, Workload
+from bakeoff_loadtest.slo import SLO
+from bakeoff_runtime.cost import CostInputs
+from bakeoff_runtime.workloads import LengthDistribution, Workload
 
 RefServer = Any  # the fixture type lives in conftest.py
 
-WL = Workload(name="custom", prompt_tokens=LengthDistribution(mean=48), output_tokens=LengthDistribution(mean=24))
+WL = Workload(name="custom", prompt=LengthDistribution(mean=48), output=LengthDistribution(mean=24))
 
 
 def _tol(expected_ms: float) -> float:
@@ -90,7 +91,7 @@ def test_output_tokens_come_from_usage_not_chunks(refserver: RefServer) -> None:
     ],
 )
 def test_failures_are_counted_with_their_cause(refserver: RefServer, model: str, cause: str, fragment: str) -> None:
-    r = run_load(refserver.url, model, WL, "concurrency", concurrency=2, max_requests=4)
+    r = run_load(refserver.url, model, WL, "concurrency-sweep", levels=(2,), max_requests=4)
     (p,) = r.points
     assert p.requests_ok == 0
     assert p.failures_by_cause == {cause: 4}
@@ -100,12 +101,12 @@ def test_failures_are_counted_with_their_cause(refserver: RefServer, model: str,
 
 
 def test_unreachable_endpoint_ends_the_run_cleanly(tmp_path: Path) -> None:
-    r = run_load("http://127.0.0.1:1", "ref", WL, "sweep-concurrency", levels=(1, 2), duration_s=30, out_dir=tmp_path)
+    r = run_load("http://127.0.0.1:1", "ref", WL, "concurrency-sweep", levels=(1, 2), duration_s=30, out_dir=tmp_path)
     assert r.error is not None
     assert "endpoint unreachable" in r.error
     assert len(r.points) == 1  # the sweep stopped at its first level
     assert r.points[0].failures_by_cause == {"connection": 3}
-    assert load_result(tmp_path / "ref-custom-sweep-concurrency.json").error == r.error
+    assert load_result(tmp_path / "ref-custom-concurrency-sweep.json").error == r.error
 
 
 def test_concurrency_sweep_with_slo_cost_and_partial_results(refserver: RefServer, tmp_path: Path) -> None:
@@ -113,7 +114,7 @@ def test_concurrency_sweep_with_slo_cost_and_partial_results(refserver: RefServe
         refserver.url,
         "ref",
         WL,
-        "sweep-concurrency",
+        "concurrency-sweep",
         levels=(1, 4),
         max_requests=12,
         slo=SLO(ttft_ms=200, itl_ms=50),
@@ -129,17 +130,17 @@ def test_concurrency_sweep_with_slo_cost_and_partial_results(refserver: RefServe
     assert all(p.meets_slo for p in r.points)
     assert r.sweep is not None
     assert r.sweep.max_concurrency_under_slo == 4
-    best = r.best_point()
+    best = r.chosen_point()
     assert best is r.points[1]
     assert best.usd_per_1m_output_tokens == pytest.approx(
         3.29 * best.wall_s / 3600 / best.output_tokens * 1e6, rel=1e-9
     )
-    assert (tmp_path / "fp8-custom-sweep-concurrency.json").exists()
+    assert (tmp_path / "fp8-custom-concurrency-sweep.json").exists()
     assert (tmp_path / "points.csv").read_text().count("\n") == 3
 
 
 def test_rate_mode_is_open_loop_at_the_offered_rate(refserver: RefServer) -> None:
-    r = run_load(refserver.url, "ref", WL, "rate", rate_rps=20, arrival="constant", duration_s=2.0)
+    r = run_load(refserver.url, "ref", WL, "rate-sweep", levels=(20,), arrival="constant", duration_s=2.0)
     (p,) = r.points
     assert p.rate_rps == 20
     assert p.arrival == "constant"
@@ -151,7 +152,7 @@ def test_rate_mode_is_open_loop_at_the_offered_rate(refserver: RefServer) -> Non
 
 
 def test_distributed_master_and_worker_on_loopback(refserver: RefServer) -> None:
-    r = run_load(refserver.url, "ref", WL, "concurrency", concurrency=2, max_requests=10, workers=1)
+    r = run_load(refserver.url, "ref", WL, "concurrency-sweep", levels=(2,), max_requests=10, workers=1)
     assert r.error is None, r.error
     (p,) = r.points
     assert p.requests_ok == 10
@@ -172,7 +173,7 @@ def test_cli_runs_and_writes_results(refserver: RefServer, tmp_path: Path) -> No
     assert ok.returncode == 0, ok.stderr
     assert "c=1" in ok.stdout
     data = json.loads((tmp_path / "ref-custom-sync.json").read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == SCHEMA_VERSION
     assert data["points"][0]["requests_ok"] == 3
     assert (tmp_path / "report.html").exists()
 
@@ -180,15 +181,27 @@ def test_cli_runs_and_writes_results(refserver: RefServer, tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--mode", "rate"], "--rate"),
+        (["--mode", "rate-sweep"], "--rate"),
         (["--concurrency", "0"], "--concurrency"),
+        (["--mode", "sync", "--concurrency", "4"], "--concurrency applies to --mode concurrency-sweep"),
+        (["--slo-ttft-ms", "100", "--slo-percentile", "p97"], "p50, p90, p95, p99"),
         (["--slo-ttft-ms", "-5"], "--slo-ttft-ms"),
         (["--workload", "chatbot"], "unknown workload 'chatbot'"),
         (["--workload", "custom"], "needs --prompt-tokens and --output-tokens"),
         (["--mode", "warp"], "invalid choice"),
         (["--levels", "1,x"], "comma-separated numbers"),
     ],
-    ids=["rate-without-rate", "zero-concurrency", "negative-slo", "unknown-workload", "custom", "mode", "levels"],
+    ids=[
+        "rate-without-rate",
+        "zero-concurrency",
+        "concurrency-in-sync",
+        "percentile",
+        "negative-slo",
+        "unknown-workload",
+        "custom",
+        "mode",
+        "levels",
+    ],
 )
 def test_cli_bad_flags_exit_2_naming_the_flag(
     flags: list[str], message: str, capsys: pytest.CaptureFixture[str]

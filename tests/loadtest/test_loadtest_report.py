@@ -9,14 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bakeoff_loadtest.compare import compare
-from bakeoff_loadtest.cost import CostInputs
+from bakeoff_loadtest.compare import compare_with_baseline
 from bakeoff_loadtest.definitions import DEFINITIONS
+from bakeoff_loadtest.pareto import pareto_frontier, tradeoff
 from bakeoff_loadtest.records import RequestRecord
 from bakeoff_loadtest.report import render_report
-from bakeoff_loadtest.results import RunResult, analyse_sweep, now_utc, summarize_point
-from bakeoff_loadtest.spec import SLO, LoadMode, RunSpec
-from bakeoff_loadtest.workloads import use_case_workload
+from bakeoff_loadtest.results import RunResult, now_utc
+from bakeoff_loadtest.slo import SLO
+from bakeoff_loadtest.spec import RunSpec
+from bakeoff_loadtest.summary import analyse_sweep, summarize_point
+from bakeoff_runtime.cost import CostInputs
+from bakeoff_runtime.workloads import LoadMode, use_case_workload
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,13 +39,13 @@ def _result(variant: str, price: float, itl_s: float, seed: int) -> RunResult:
         model="llama",
         variant=variant,
         workload=use_case_workload("instruction-following"),
-        mode=LoadMode.SWEEP_CONCURRENCY,
+        mode=LoadMode.CONCURRENCY_SWEEP,
         levels=(1, 4, 16),
         slo=SLO(ttft_ms=400, itl_ms=60),
         cost=CostInputs(gpu_class="H100", price_per_gpu_hour=price),
     )
     rng = np.random.default_rng(seed)
-    res = RunResult(spec=spec, started_at=now_utc(), finished_at=now_utc())
+    points = []
     for k, c in enumerate((1, 4, 16)):
         recs = []
         for i in range(40):
@@ -54,19 +57,28 @@ def _result(variant: str, price: float, itl_s: float, seed: int) -> RunResult:
             r.e2e_s = r.ttft_s + sum(r.itl_s)
             r.output_tokens, r.prompt_tokens = 128, 256
             recs.append(r)
-        res.points.append(summarize_point(recs, spec, level=c, point_index=k))
-    res.sweep = analyse_sweep(res.points, spec)
-    return res
+        points.append(summarize_point(recs, spec, level=c, point_index=k))
+    return RunResult(
+        spec=spec,
+        started_at=now_utc(),
+        finished_at=now_utc(),
+        points=tuple(points),
+        sweep=analyse_sweep(points, spec),
+    )
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    a = _result("bf16", 6.58, 0.030, 1)
-    b = _result("int4", 3.29, 0.022, 2)
+def runs() -> list[RunResult]:
+    return [_result("bf16", 6.58, 0.030, 1), _result("int4", 3.29, 0.022, 2)]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory, runs: list[RunResult]) -> Path:
+    bf16, int4 = runs
     out = tmp_path_factory.mktemp("report") / "report.html"
     return render_report(
-        [a, b], out, recommendation="int4 on 1×H100 meets the SLO at the lowest cost.",
-        comparisons=[compare(a, b, "ttft_ms"), compare(a, b, "itl_ms")],
+        [bf16, int4], out, recommendation="int4 on 1×H100 meets the SLO at the lowest cost.",
+        comparisons=compare_with_baseline(bf16, int4),
     )  # fmt: skip
 
 
@@ -87,6 +99,17 @@ def test_report_is_self_contained(report: Path) -> None:
     for term in DEFINITIONS:
         assert term in text
     assert "int4 on 1×H100 meets the SLO" in text
+
+
+def test_report_states_the_frontier_and_each_comparison_with_the_baseline(report: Path, runs: list[RunResult]) -> None:
+    text = report.read_text()
+    front = pareto_frontier([p for r in runs if (p := tradeoff(r)) is not None])
+    assert front  # the same rule as the CLI and the BakeOff status
+    section = text[text.index("<section id='pareto'>") :]
+    assert f"{', '.join(front)} <span class='muted'>(cost vs p90 E2E" in section
+    comparisons = text[text.index("<section id='comparisons'>") :]
+    for metric in ("ttft_ms", "tpot_ms", "e2e_ms"):
+        assert f"<td class='l'>int4 vs bf16</td><td class='l'>{metric}</td>" in comparisons
 
 
 def test_report_needs_results(tmp_path: Path) -> None:
@@ -147,7 +170,7 @@ def test_report_renders_in_headless_chromium(report: Path, tmp_path: Path) -> No
                 assert box["height"] > 150, pid
             assert "meets the SLO at the lowest cost" in page.locator("#recommendation").inner_text()
             assert page.locator("#definitions dt").count() == len(DEFINITIONS)
-            assert page.locator("#comparisons tr").count() == 3
+            assert page.locator("#comparisons tr").count() == 4  # header + TTFT, TPOT, E2E
         finally:
             browser.close()
     assert errors == []

@@ -8,25 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bakeoff_loadtest.compare import compare, pareto_front
-from bakeoff_loadtest.cost import CostInputs, cost_per_million, cost_usd
+from bakeoff_loadtest.compare import Metric, compare, compare_with_baseline
 from bakeoff_loadtest.records import FailureCause, RequestRecord
-from bakeoff_loadtest.results import (
-    SCHEMA_VERSION,
-    RunResult,
-    analyse_sweep,
-    load_result,
-    load_results,
-    now_utc,
-    result_json_schema,
-    summarize_point,
-    write_results,
-)
-from bakeoff_loadtest.spec import SLO, LoadMode, RunSpec
+from bakeoff_loadtest.result_files import load_result, load_results, write_results
+from bakeoff_loadtest.results import SCHEMA_VERSION, RunResult, now_utc, result_json_schema
+from bakeoff_loadtest.slo import SLO, Percentile
+from bakeoff_loadtest.spec import RunSpec
 from bakeoff_loadtest.stats import mann_whitney, percentile, percentile_ci
-from bakeoff_loadtest.workloads import LengthDistribution, Workload
+from bakeoff_loadtest.summary import analyse_sweep, summarize_point
+from bakeoff_runtime.cost import CostInputs, usd_per_million_tokens, usd_per_million_tokens_at_rate
+from bakeoff_runtime.workloads import LengthDistribution, LoadMode, Workload
+from pydantic import ValidationError
 
-WL = Workload(name="custom", prompt_tokens=LengthDistribution(mean=10), output_tokens=LengthDistribution(mean=5))
+WL = Workload(name="custom", prompt=LengthDistribution(mean=10), output=LengthDistribution(mean=5))
 
 
 def test_percentile_is_linear_interpolation() -> None:
@@ -96,10 +90,31 @@ def test_mann_whitney_matches_a_hand_computed_example() -> None:
 def test_cost_formula_is_pinned() -> None:
     c = CostInputs(gpu_class="H100", price_per_gpu_hour=3.29, gpus=2, replicas=3)
     # 3.29 USD/GPU-h x 2 GPUs x 3 replicas x 0.5 h = 9.87 USD; over 2M tokens = 4.935 USD per 1M.
-    assert cost_usd(c, 1800) == pytest.approx(9.87)
-    assert cost_per_million(c, 1800, 2_000_000) == pytest.approx(4.935)
-    assert cost_per_million(c, 1800, 0) is None
-    assert cost_per_million(CostInputs(), 1800, 10) is None  # no price given: no cost
+    assert c.usd(1800) == pytest.approx(9.87)
+    assert c.usd_per_million(1800, 2_000_000) == pytest.approx(4.935)
+    assert c.usd_per_million(1800, 0) is None
+    assert CostInputs().usd_per_million(1800, 10) is None  # no price given: no cost
+
+
+@pytest.mark.parametrize(
+    ("price", "gpus", "replicas", "tokens_per_s"),
+    [(3.29, 1, 1, 1000.0), (6.58, 2, 1, 2715.0), (1.25, 4, 3, 37.5)],
+    ids=["one-gpu", "tp2", "tp4-three-replicas"],
+)
+def test_measured_and_predicted_cost_are_one_formula(
+    price: float, gpus: int, replicas: int, tokens_per_s: float
+) -> None:
+    # A measured point of 90 s at a steady rate costs per token exactly what the rate predicts.
+    measured = CostInputs(price_per_gpu_hour=price, gpus=gpus, replicas=replicas).usd_per_million(
+        90.0, round(tokens_per_s * 90)
+    )
+    predicted = usd_per_million_tokens_at_rate(
+        price_per_gpu_hour=price, gpus=gpus, replicas=replicas, tokens_per_second=tokens_per_s
+    )
+    by_hand = price * gpus * replicas / (tokens_per_s * 3600) * 1e6
+    assert measured == pytest.approx(by_hand, rel=1e-3)
+    assert predicted == pytest.approx(by_hand, rel=1e-12)
+    assert usd_per_million_tokens(price_per_gpu_hour=price, gpus=gpus, replicas=replicas, hours=1, tokens=0) is None
 
 
 def _rec(i: int, *, ttft: float, itl: float, out: int, ok: bool = True, start: float = 0.0) -> RequestRecord:
@@ -120,7 +135,7 @@ def _spec(**kw: object) -> RunSpec:
         "model": "m",
         "workload": WL,
         "cost": CostInputs(gpu_class="H100", price_per_gpu_hour=3.6, gpus=1, replicas=1),
-        "slo": SLO(ttft_ms=100, itl_ms=20),
+        "slo": SLO(ttft_ms=100, itl_ms=20, percentile=Percentile.P99),
     }
     base.update(kw)
     return RunSpec.model_validate(base)
@@ -149,8 +164,28 @@ def test_point_summary_goodput_throughput_and_cost() -> None:
     assert p.meets_slo is False  # 1 failure in 11 is over the 1% failure budget
 
 
+@pytest.mark.parametrize(
+    ("p", "bound_ms", "meets"),
+    [
+        (Percentile.P50, 51.0, True),
+        (Percentile.P90, 91.0, True),
+        (Percentile.P95, 96.0, True),
+        (Percentile.P95, 95.0, False),
+        (Percentile.P99, 96.0, False),
+        (Percentile.P99, 99.5, True),
+    ],
+    ids=["p50", "p90", "p95-within", "p95-over", "p99-over", "p99-within"],
+)
+def test_a_point_is_judged_at_the_slos_own_percentile(p: Percentile, bound_ms: float, meets: bool) -> None:
+    # TTFTs of 1..100 ms: p50 = 50.5, p90 = 90.1, p95 = 95.05, p99 = 99.01 (linear interpolation).
+    recs = [_rec(i, ttft=(i + 1) / 1000, itl=0.001, out=5, start=i * 0.01) for i in range(100)]
+    point = summarize_point(recs, _spec(slo=SLO(ttft_ms=bound_ms, percentile=p)), level=1)
+    assert point.ttft_ms.at(p) == pytest.approx({"p50": 50.5, "p90": 90.1, "p95": 95.05, "p99": 99.01}[p.value])
+    assert point.meets_slo is meets
+
+
 def test_sweep_analysis_finds_knee_and_max_qps_under_slo() -> None:
-    spec = _spec(mode=LoadMode.SWEEP_RATE, levels=(1, 2, 4, 8))
+    spec = _spec(mode=LoadMode.RATE_SWEEP, levels=(1, 2, 4, 8))
     points = []
     for k, (rate, ttft) in enumerate([(1, 0.03), (2, 0.04), (4, 0.05), (8, 0.6)]):
         recs = [_rec(i, ttft=ttft, itl=0.01, out=5, start=i / rate) for i in range(int(rate * 10))]
@@ -163,8 +198,8 @@ def test_sweep_analysis_finds_knee_and_max_qps_under_slo() -> None:
 
 def test_results_round_trip_and_schema(tmp_path: Path) -> None:
     spec = _spec()
-    res = RunResult(spec=spec, started_at=now_utc(), finished_at=now_utc())
-    res.points.append(summarize_point([_rec(i, ttft=0.05, itl=0.01, out=5, start=i) for i in range(5)], spec, level=1))
+    point = summarize_point([_rec(i, ttft=0.05, itl=0.01, out=5, start=i) for i in range(5)], spec, level=1)
+    res = RunResult(spec=spec, started_at=now_utc(), finished_at=now_utc(), points=(point,))
     paths = write_results(tmp_path, [res])
     assert {p.name for p in paths} == {
         "m-custom-sync.json",
@@ -181,41 +216,62 @@ def test_results_round_trip_and_schema(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "m-custom-sync.json").read_text())
     data["schema_version"] = 99
     (tmp_path / "future.json").write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="schema_version 99; this harness reads version 1"):
+    with pytest.raises(ValueError, match=f"schema_version 99; this harness reads version {SCHEMA_VERSION}"):
         load_result(tmp_path / "future.json")
 
 
-def test_compare_and_pareto() -> None:
-    spec_a, spec_b = _spec(variant="bf16"), _spec(variant="int4")
+def test_results_are_immutable() -> None:
+    point = summarize_point([_rec(0, ttft=0.05, itl=0.01, out=5)], _spec(), level=1)
+    res = RunResult(spec=_spec(), started_at=now_utc(), finished_at=now_utc(), points=(point,))
+    with pytest.raises(ValidationError):
+        res.error = "late"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        point.meets_slo = True  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        res.points.append(point)  # type: ignore[attr-defined]
+
+
+def _run(variant: str, ttft_s: float, rng: np.random.Generator) -> RunResult:
+    spec = _spec(variant=variant)
+    recs = [_rec(i, ttft=ttft_s + rng.random() * 0.01, itl=0.01, out=5) for i in range(60)]
+    point = summarize_point(recs, spec, level=1)
+    return RunResult(spec=spec, started_at=now_utc(), finished_at=now_utc(), points=(point,))
+
+
+def test_a_variant_is_compared_with_its_baseline() -> None:
     rng = np.random.default_rng(2)
-    ra = RunResult(spec=spec_a, started_at=now_utc(), finished_at=now_utc())
-    rb = RunResult(spec=spec_b, started_at=now_utc(), finished_at=now_utc())
-    ra.points.append(
-        summarize_point([_rec(i, ttft=0.05 + rng.random() * 0.01, itl=0.01, out=5) for i in range(60)], spec_a, level=1)
-    )
-    rb.points.append(
-        summarize_point([_rec(i, ttft=0.04 + rng.random() * 0.01, itl=0.01, out=5) for i in range(60)], spec_b, level=1)
-    )
-    c = compare(ra, rb, "ttft_ms")
+    bf16, int4 = _run("bf16", 0.05, rng), _run("int4", 0.04, rng)
+    c = compare(bf16, int4, Metric.TTFT)
+    assert (c.variant, c.baseline, c.level) == ("int4", "bf16", 1.0)
     assert c.significant
-    assert c.shift == pytest.approx(-10.0, abs=2.0)
+    assert c.shift_ms == pytest.approx(-10.0, abs=2.0)
     assert "int4 is faster than bf16" in c.verdict
-    same = compare(ra, ra, "ttft_ms")
-    assert not same.significant
-    assert pareto_front([(1, 5), (2, 3), (3, 4), (4, 1), (2, 6)]) == [0, 1, 3]
+    assert not compare(bf16, bf16, Metric.TTFT).significant
+    assert [x.metric for x in compare_with_baseline(bf16, int4)] == [Metric.TTFT, Metric.TPOT, Metric.E2E]
+
+
+def test_no_comparison_without_two_samples_a_side() -> None:
+    rng = np.random.default_rng(3)
+    one = RunResult(
+        spec=_spec(variant="one"),
+        started_at=now_utc(),
+        finished_at=now_utc(),
+        points=(summarize_point([_rec(0, ttft=0.05, itl=0.01, out=5)], _spec(variant="one"), level=1),),
+    )
+    assert compare_with_baseline(_run("base", 0.05, rng), one) == []
 
 
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({"mode": LoadMode.RATE}, "needs rate_rps"),
-        ({"mode": LoadMode.SWEEP_RATE}, "needs levels"),
-        ({"mode": LoadMode.SWEEP_CONCURRENCY, "levels": (1, 2.5)}, "whole numbers"),
+        ({"mode": LoadMode.RATE_SWEEP}, "needs levels"),
+        ({"mode": LoadMode.CONCURRENCY_SWEEP, "levels": (1, 2.5)}, "whole numbers"),
+        ({"mode": LoadMode.CONCURRENCY_SWEEP, "levels": (0,)}, "must be > 0"),
+        ({"mode": LoadMode.SYNC, "levels": (4,)}, "levels apply to the sweeps"),
         ({"endpoint": "127.0.0.1:8000"}, "must be an http"),
         ({"mode": LoadMode.SYNC, "workers": 2}, "at most 1 worker"),
-        ({"concurrency": 0}, "greater than or equal to 1"),
     ],
-    ids=["rate-without-rate", "sweep-without-levels", "fractional-concurrency", "no-scheme", "sync-workers", "zero"],
+    ids=["rate-sweep-without-levels", "fractional-concurrency", "zero", "sync-levels", "no-scheme", "sync-workers"],
 )
 def test_nonsensical_specs_are_rejected(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -7,16 +7,16 @@ import random
 from typing import Any
 
 import pytest
-from bakeoff_loadtest.schedule import Stage, arrival_offsets, share, stages_tick
+from bakeoff_loadtest.schedule import arrival_offsets, share
 from bakeoff_loadtest.tokens import ServerTokenizeCounter, WordCounter, make_counter
-from bakeoff_loadtest.workloads import (
-    USE_CASE_LENGTHS,
-    VOCABULARY,
+from bakeoff_loadtest.workloads import VOCABULARY, PromptFactory, WorkloadSampler
+from bakeoff_runtime.workloads import (
+    STUDY_WORKLOADS,
+    WORKLOADS,
     LengthDistribution,
-    PromptFactory,
+    LengthKind,
     UseCase,
     Workload,
-    WorkloadSampler,
     use_case_workload,
 )
 from pydantic import ValidationError
@@ -34,11 +34,13 @@ RefServer = Any  # the fixture type lives in conftest.py
         ("docstring-generation", 768, 128),
         ("code-fixing", 1024, 1024),
         ("summarization", 4096, 512),
+        ("reasoning", 1024, 4096),
+        ("long-reasoning", 2048, 16384),
     ],
 )
 def test_use_cases_match_the_quantization_study(name: str, prompt: int, output: int) -> None:
     wl = use_case_workload(name)
-    assert (wl.prompt_tokens.mean, wl.output_tokens.mean) == (prompt, output)
+    assert (wl.prompt_tokens, wl.output_tokens) == (prompt, output)
     req = WorkloadSampler(wl, seed=1).request(0)
     assert req.prompt_tokens == prompt
     assert req.output_tokens == output
@@ -46,12 +48,14 @@ def test_use_cases_match_the_quantization_study(name: str, prompt: int, output: 
     assert req.prompt_exact
 
 
-def test_every_use_case_is_covered() -> None:
-    assert set(USE_CASE_LENGTHS) == set(UseCase)
+def test_one_table_names_every_use_case() -> None:
+    assert list(WORKLOADS) == [u.value for u in UseCase]
+    assert len(STUDY_WORKLOADS) == 7  # the quantization study's; the other two are the reasoning ones
+    assert {n for n, w in WORKLOADS.items() if w.reasoning} == {"reasoning", "long-reasoning"}
 
 
 def test_requests_are_deterministic_in_seed_and_index() -> None:
-    wl = use_case_workload("rag", kind="normal", spread=0.2)
+    wl = use_case_workload("rag", kind=LengthKind.NORMAL, spread=0.2)
     a, b, c = WorkloadSampler(wl, 7), WorkloadSampler(wl, 7), WorkloadSampler(wl, 8)
     assert a.request(3) == b.request(3)
     assert a.request(3) != a.request(4)
@@ -60,11 +64,11 @@ def test_requests_are_deterministic_in_seed_and_index() -> None:
 
 @pytest.mark.parametrize("kind", ["uniform", "normal"])
 def test_distributions_stay_in_bounds_and_centre(kind: str) -> None:
-    wl = use_case_workload("multi-turn-chat", kind=kind, spread=0.2)  # type: ignore[arg-type]
+    wl = use_case_workload("multi-turn-chat", kind=LengthKind(kind), spread=0.2)
     rng = random.Random(0)
-    xs = [wl.output_tokens.sample(rng) for _ in range(4000)]
-    assert min(xs) >= wl.output_tokens.lower
-    assert max(xs) <= wl.output_tokens.upper
+    xs = [wl.output.sample(rng) for _ in range(4000)]
+    assert min(xs) >= wl.output.lower
+    assert max(xs) <= wl.output.upper
     assert sum(xs) / len(xs) == pytest.approx(256, rel=0.02)
     assert len(set(xs)) > 20
 
@@ -77,7 +81,7 @@ def test_bad_workloads_name_the_fix() -> None:
     with pytest.raises(ValidationError, match="std > 0"):
         LengthDistribution(kind="normal", mean=10)
     with pytest.raises(ValidationError):
-        Workload(name="Not Kebab", prompt_tokens=LengthDistribution(mean=1), output_tokens=LengthDistribution(mean=1))
+        Workload(name="Not Kebab", prompt=LengthDistribution(mean=1), output=LengthDistribution(mean=1))
 
 
 def test_multi_turn_chat_splits_the_same_words_into_turns() -> None:
@@ -159,11 +163,7 @@ def test_poisson_arrivals_have_the_offered_rate_and_exponential_gaps() -> None:
     assert next(arrival_offsets(50.0, "poisson", seed=3)) == ts[0]
 
 
-def test_shares_and_stage_ticks() -> None:
+def test_shares_split_a_budget_evenly() -> None:
     assert [share(10, w, 3) for w in range(3)] == [4, 3, 3]
-    stages = [Stage(10, 1), Stage(20, 8)]
-    assert stages_tick(0, stages) == (1, 1.0)
-    assert stages_tick(15, stages) == (8, 8.0)
-    assert stages_tick(20, stages) is None
     with pytest.raises(ValueError, match="rate must be > 0"):
         next(arrival_offsets(0, "poisson", 0))

@@ -4,7 +4,9 @@ Pure: no kopf or Kubernetes client imports. The CRDs in `charts/bakeoff/crds` ar
 these models (`bakeoff_operator.crdgen`).
 """
 
-from bakeoff_operator.api.bakeoff import BakeOff, BakeOffSpec, BakeOffStatus, LoadMode
+from bakeoff_runtime.workloads import LoadMode
+
+from bakeoff_operator.api.bakeoff import BakeOff, BakeOffSpec, BakeOffStatus
 from bakeoff_operator.api.common import (
     API_VERSION,
     GROUP,

@@ -4,14 +4,15 @@ schedule, whose results, Pareto frontier and recommendation land in its status.
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from bakeoff_loadtest.workloads import UseCase
+from bakeoff_loadtest.compare import BASELINE_METRICS, Comparison
+from bakeoff_runtime.workloads import WORKLOADS, LengthDistribution, LoadMode, UseCase
+from bakeoff_runtime.workloads import Workload as ResolvedWorkload
 from croniter import croniter
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bakeoff_operator.api.common import (
     API_VERSION,
@@ -30,7 +31,6 @@ from bakeoff_operator.api.common import (
     conditions_field,
 )
 
-MAX_TOKENS: Final = 1_048_576
 MAX_LOAD_LEVELS: Final = 32
 MAX_LAST_RUNS: Final = 10
 MAX_REASON: Final = 4096
@@ -39,14 +39,11 @@ VariantName = Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=DN
 
 
 # --- workload -----------------------------------------------------------------------------------------
-class LengthKind(StrEnum):
-    FIXED = "fixed"
-    UNIFORM = "uniform"
-    NORMAL = "normal"
+class TokenLengths(ApiModel, LengthDistribution):
+    """Tokens per request: fixed, uniform in [min, max], or normal(mean, std) clipped to [min, max].
 
-
-class TokenLengths(ApiModel):
-    """Tokens per request: fixed, uniform in [min, max], or normal(mean, std) clipped to [min, max]."""
+    The workload's length distribution in the API's wire format, with the API server's copy of its rules.
+    """
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -60,23 +57,8 @@ class TokenLengths(ApiModel):
         )
     )
 
-    kind: LengthKind = Field(default=LengthKind.FIXED, description="fixed, uniform or normal.")
-    mean: int = Field(ge=1, le=MAX_TOKENS, description="Tokens per request (the centre).")
-    std: float = Field(default=0.0, ge=0, le=MAX_TOKENS, description="Standard deviation (normal only).")
-    min: int | None = Field(default=None, ge=1, le=MAX_TOKENS, description="Lower bound (default 1; fixed: mean).")
-    max: int | None = Field(
-        default=None, ge=1, le=MAX_TOKENS, description="Upper bound (default 2 x mean; fixed: mean)."
-    )
-
-    @model_validator(mode="after")
-    def _bounds(self) -> TokenLengths:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
-        if (self.min is not None and self.mean < self.min) or (self.max is not None and self.mean > self.max):
-            raise ValueError(f"mean ({self.mean}) must lie within [min, max]")
-        if self.kind is LengthKind.NORMAL and self.std <= 0:
-            raise ValueError("a normal distribution needs std > 0; use kind: fixed for a constant length")
-        return self
+    def lengths(self) -> LengthDistribution:
+        return LengthDistribution.model_validate(dict(self))
 
 
 class CustomWorkload(ApiModel):
@@ -88,7 +70,8 @@ class CustomWorkload(ApiModel):
 
 
 class Workload(ApiModel):
-    """What each request asks for: one of the quantization study's seven use cases, or custom lengths."""
+    """What each request asks for: a named use case (the quantization study's seven, or the two reasoning
+    workloads), or custom lengths."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -98,9 +81,8 @@ class Workload(ApiModel):
 
     use_case: UseCase | None = Field(
         default=None,
-        description="code-completion (256/1024 tokens), instruction-following (256/128), multi-turn-chat "
-        "(512/256), rag (1024/128), docstring-generation (768/128), code-fixing (1024/1024), "
-        "summarization (4096/512).",
+        description=", ".join(f"{w.name} ({w.prompt_tokens}/{w.output_tokens} tokens)" for w in WORKLOADS.values())
+        + ".",
     )
     custom: CustomWorkload | None = Field(default=None, description="Custom prompt/output length distributions.")
     api: Literal["chat", "completions"] = Field(
@@ -117,17 +99,21 @@ class Workload(ApiModel):
     def name(self) -> str:
         return self.use_case.value if self.use_case is not None else "custom"
 
+    def resolve(self, custom_name: str) -> ResolvedWorkload:
+        """The workload each request is drawn from; a custom one is named `custom_name`."""
+        if self.use_case is not None:
+            return WORKLOADS[self.use_case.value]
+        custom = self.custom
+        assert custom is not None  # the model requires useCase or custom
+        return ResolvedWorkload(
+            name=custom_name,
+            prompt=custom.prompt_tokens.lengths(),
+            output=custom.output_tokens.lengths(),
+            chat_turns=custom.chat_turns,
+        )
+
 
 # --- load ---------------------------------------------------------------------------------------------
-class LoadMode(StrEnum):
-    """sync: one request at a time (latency); concurrency-sweep: closed-loop streams per level;
-    rate-sweep: open-loop arrivals per level, up to the saturation knee."""
-
-    SYNC = "sync"
-    CONCURRENCY_SWEEP = "concurrency-sweep"
-    RATE_SWEEP = "rate-sweep"
-
-
 class Load(ApiModel):
     """How hard and how long each variant is driven."""
 
@@ -238,6 +224,25 @@ class Pricing(ApiModel):
     spot: bool = Field(default=False, description="Use the GPU class's spot price instead of on-demand.")
 
 
+class Selection(BaseModel):
+    """The variants a BakeOff names or selects, or why there are none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    names: list[str] = Field(default_factory=list, description="Chosen variants: the listed order, else by name.")
+    missing: list[str] = Field(default_factory=list, description="Names spec.variants lists that do not exist.")
+    by_selector: bool = Field(default=False, description="Chosen by spec.variantSelector.")
+
+    @property
+    def problem(self) -> str | None:
+        """Why the bake-off has no variants to run, in the spec's words; None when it has."""
+        if self.missing:
+            return f"spec.variants names {', '.join(self.missing)}, which no ModelVariant defines"
+        if not self.names:
+            return "spec.variantSelector matches no ModelVariant"
+        return None
+
+
 class BakeOffSpec(ApiModel):
     """Variants, workload, load, schedule, SLO, accuracy budget and pricing of a bake-off."""
 
@@ -268,6 +273,18 @@ class BakeOffSpec(ApiModel):
     pricing: Pricing = Field(default_factory=Pricing, description="Price inputs.")
     seed: int = Field(default=0, ge=0, le=2_147_483_647, description="Seeds prompts, lengths and arrivals.")
 
+    def select(self, labels_by_name: Mapping[str, Mapping[str, str]]) -> Selection:
+        """The one rule from a bake-off to its variants: `variants` in their order, or the variants
+        whose labels `variantSelector` matches, by name. `labels_by_name` holds every ModelVariant of
+        the namespace with its labels."""
+        if self.variants is not None:
+            missing = [n for n in self.variants if n not in labels_by_name]
+            return Selection(names=[] if missing else list(self.variants), missing=missing)
+        selector = self.variant_selector
+        assert selector is not None  # the model requires variants or variantSelector
+        chosen = sorted(name for name, labels in labels_by_name.items() if selector.matches(dict(labels)))
+        return Selection(names=chosen, by_selector=True)
+
     @model_validator(mode="after")
     def _one_selection(self) -> BakeOffSpec:
         if (self.variants is None) == (self.variant_selector is None):
@@ -283,6 +300,7 @@ class LatencyPercentiles(ApiModel):
 
     p50: float | None = Field(default=None, ge=0, le=1e8, description="Median, ms.")
     p90: float | None = Field(default=None, ge=0, le=1e8, description="90th percentile, ms.")
+    p95: float | None = Field(default=None, ge=0, le=1e8, description="95th percentile, ms.")
     p99: float | None = Field(default=None, ge=0, le=1e8, description="99th percentile, ms.")
 
 
@@ -310,6 +328,11 @@ class VariantResult(ApiModel):
     )
     meets_slo: bool | None = Field(default=None, description="The SLO held at some load level.")
     within_accuracy_budget: bool | None = Field(default=None, description="Recovery within the accuracy budget.")
+
+
+class BaselineComparison(ApiModel, Comparison):
+    """A variant against its baseline (its ModelVariant's `spec.baseline`) on one latency metric:
+    a two-sided Mann-Whitney U test at the variant's chosen load level."""
 
 
 class Recommendation(ApiModel):
@@ -350,7 +373,13 @@ class BakeOffStatus(ApiModel):
     pareto_frontier: list[VariantName] = Field(
         default_factory=list,
         max_length=MAX_VARIANTS,
-        description="Variants no other variant beats on both cost per 1M output tokens and latency.",
+        description="Variants no other variant beats on both cost per 1M output tokens and p90 E2E latency, "
+        "each at its chosen load point; cheapest first.",
+    )
+    comparisons: list[BaselineComparison] = Field(
+        default_factory=list,
+        max_length=MAX_VARIANTS * len(BASELINE_METRICS),
+        description="Each variant against its baseline on TTFT, TPOT and E2E (Mann-Whitney U test).",
     )
     recommendation: Recommendation | None = Field(default=None, description="The recommended variant.")
     last_runs: list[RunRecord] = Field(
@@ -372,10 +401,3 @@ class BakeOff(ApiModel):
     metadata: ObjectMeta = Field(description="Object metadata.")
     spec: BakeOffSpec = Field(description="The bake-off.")
     status: BakeOffStatus | None = Field(default=None, description="Results and recommendation.")
-
-
-def run_name(bakeoff: str, start: datetime) -> str:
-    """A run id unique per start minute, short enough for Job names."""
-    stamp = start.strftime("%Y%m%d%H%M")
-    base = re.sub(r"[^a-z0-9-]", "-", bakeoff.lower())[: MAX_NAME - len(stamp) - 1].strip("-")
-    return f"{base}-{stamp}"

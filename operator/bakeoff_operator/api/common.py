@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal
 
 from bakeoff_loadtest import slo
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic.alias_generators import to_camel
 
 GROUP: Final = "bakeoff.dev"
 VERSION: Final = "v1alpha1"
@@ -31,12 +32,6 @@ MAX_VARIANTS: Final = 16
 MAX_REPLICAS: Final = 1000
 
 
-def camel(name: str) -> str:
-    """camelCase as the API spells it: a digit does not capitalise the letter after it (e2eMs)."""
-    first, *rest = name.split("_")
-    return first + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
 class ApiModel(BaseModel):
     """Wire format of the Kubernetes API: camelCase keys, unknown fields rejected.
 
@@ -46,7 +41,7 @@ class ApiModel(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        alias_generator=camel,
+        alias_generator=to_camel,
         validate_by_name=True,
         validate_by_alias=True,
         serialize_by_alias=True,
@@ -259,6 +254,9 @@ class SLO(ApiModel, slo.SLO):
             )
         )
     )
+
+    # The harness's field with the wire name spelled out (to_camel would write e2EMs).
+    e2e_ms: Annotated[float | None, slo.SLO.model_fields["e2e_ms"], Field(alias="e2eMs")] = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> SLO:

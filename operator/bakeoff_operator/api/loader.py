@@ -288,15 +288,11 @@ def _reference_problems(resources: Sequence[tuple[int, Resource]]) -> list[Probl
                     _ref(index, r, "spec.baseline", what=f"variant {r.spec.baseline!r}", valid=sorted(here))
                 )
         elif isinstance(r, BakeOff):
-            if r.spec.variants is not None:
-                for i, name in enumerate(r.spec.variants):
-                    if name not in here:
-                        problems.append(
-                            _ref(index, r, f"spec.variants[{i}]", what=f"variant {name!r}", valid=sorted(here))
-                        )
-            elif r.spec.variant_selector is not None and not any(
-                r.spec.variant_selector.matches(v.metadata.labels) for v in here.values()
-            ):
+            chosen = r.spec.select({name: v.metadata.labels for name, v in here.items()})
+            for i, name in enumerate(r.spec.variants or []):
+                if name in chosen.missing:
+                    problems.append(_ref(index, r, f"spec.variants[{i}]", what=f"variant {name!r}", valid=sorted(here)))
+            if chosen.by_selector and not chosen.names:
                 problems.append(
                     Problem(
                         index,

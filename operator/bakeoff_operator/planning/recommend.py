@@ -1,13 +1,15 @@
 """The recommendation: the cheapest variant per 1M output tokens that meets the SLO and the accuracy budget.
 
-Pure: a function of measured outcomes. It also gives the Pareto frontier of cost against latency,
-so a user sees what each step down in cost buys or loses.
+Pure: a function of measured outcomes. It also gives the Pareto frontier of cost against latency
+(defined once, in `bakeoff_loadtest.pareto`), so a user sees what each step down in cost buys or loses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bakeoff_loadtest.pareto import Tradeoff
+from bakeoff_loadtest.pareto import pareto_frontier as frontier_of
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -21,7 +23,9 @@ class VariantOutcome(BaseModel):
     cost_per_1m_output_tokens_usd: float | None = Field(
         default=None, ge=0, description="At the highest-throughput load level that met the SLO."
     )
-    latency_ms: float | None = Field(default=None, ge=0, description="Latency the frontier trades against cost.")
+    latency_ms: float | None = Field(
+        default=None, ge=0, description="p90 E2E latency at the same load level: what the frontier trades cost against."
+    )
     meets_slo: bool | None = Field(default=None, description="None when the bake-off sets no SLO.")
     accuracy_recovery: float | None = Field(default=None, ge=0, le=2, description="Fraction of the baseline's score.")
     failed: str | None = Field(default=None, description="Why the variant has no measurement, when it has none.")
@@ -52,26 +56,16 @@ def _recovery(o: VariantOutcome, baselines: set[str]) -> float | None:
 
 
 def pareto_frontier(outcomes: Sequence[VariantOutcome]) -> list[str]:
-    """Variants no other variant beats on both cost per 1M tokens and latency, cheapest first."""
-    points = [
-        o for o in outcomes if o.cost_per_1m_output_tokens_usd is not None and o.latency_ms is not None and not o.failed
-    ]
-    front = []
-    for o in points:
-        c, lat = o.cost_per_1m_output_tokens_usd, o.latency_ms
-        assert c is not None
-        assert lat is not None
-        dominated = any(
-            (p.cost_per_1m_output_tokens_usd or 0) <= c
-            and (p.latency_ms or 0) <= lat
-            and ((p.cost_per_1m_output_tokens_usd or 0) < c or (p.latency_ms or 0) < lat)
-            for p in points
-            if p is not o
-        )
-        if not dominated:
-            front.append(o)
-    front.sort(key=lambda o: (o.cost_per_1m_output_tokens_usd or 0, o.latency_ms or 0, o.variant))
-    return [o.variant for o in front]
+    """The Pareto frontier (`bakeoff_loadtest.pareto`) of the variants with a cost and a latency."""
+    return frontier_of(
+        [
+            Tradeoff(
+                variant=o.variant, cost_per_1m_output_tokens_usd=o.cost_per_1m_output_tokens_usd, e2e_ms=o.latency_ms
+            )
+            for o in outcomes
+            if o.cost_per_1m_output_tokens_usd is not None and o.latency_ms is not None and not o.failed
+        ]
+    )
 
 
 def recommend(outcomes: Sequence[VariantOutcome], max_recovery_loss: float | None = None) -> RecommendationResult:
