@@ -90,7 +90,16 @@ def test_a_sync_bakeoff_measures_every_variant_and_recommends_the_cheapest(tmp_p
         assert r["costPer1MOutputTokensUSD"] > 0
         assert r["e2eMs"]["p50"] > 0
     assert results["small-int4"]["costPer1MOutputTokensUSD"] < results["small-bf16"]["costPer1MOutputTokensUSD"]
-    assert (out / "one-stream" / "report.html").read_text().count("<svg") >= 3
+    # The variant against its baseline, in the status and in the report.
+    compared = {(c["variant"], c["baseline"], c["metric"]) for c in status["status"]["comparisons"]}
+    assert compared == {("small-int4", "small-bf16", m) for m in ("ttft_ms", "tpot_ms", "e2e_ms")}
+    report = (out / "one-stream" / "report.html").read_text()
+    assert report.count("<svg") >= 3
+    assert report.count("<td class='l'>small-int4 vs small-bf16</td>") == 3
+    # One frontier: the CLI prints what the status and the report state.
+    front = ", ".join(status["status"]["paretoFrontier"])
+    assert f"Pareto frontier (cost vs p90 E2E): {front}" in proc.stdout
+    assert f"<p>{front} <span class='muted'>(cost vs p90 E2E" in report
     assert list((out / "one-stream" / "results").glob("*.json"))
     assert (out / "one-stream" / "logs" / "small-bf16.log").exists()
     assert "Recommendation" in proc.stdout

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
 from bakeoff_runtime.formats import ExecutionMode
 from bakeoff_runtime.gpus import GPUCatalog, default_catalog
 from bakeoff_runtime.perf import PerformanceModel
@@ -146,8 +147,12 @@ def predicted_capacity(mv: ModelVariant, sizing: Sizing) -> PredictedCapacity | 
     if qps is None:
         return PredictedCapacity(workload=prediction.workload)
     tokens_per_s = qps * prediction.output_tokens
-    # Cost per 1M output tokens = the replica's hourly price / output tokens per hour × 1e6.
-    cost = prediction.price_per_hour_usd / (tokens_per_s * 3600) * 1e6 if tokens_per_s > 0 else None
+    cost = usd_per_million_tokens_at_rate(
+        price_per_gpu_hour=prediction.price_per_hour_usd / prediction.gpus,
+        gpus=prediction.gpus,
+        replicas=1,
+        tokens_per_second=tokens_per_s,
+    )
     return PredictedCapacity(
         max_qps=round(qps, 4),
         output_tokens_per_second=round(tokens_per_s, 2),

@@ -11,7 +11,7 @@ One module per job:
 * `model`: `PerformanceModel`, the one object callers use.
 """
 
-from bakeoff_runtime.perf.batching import ContinuousBatching, Saturation, SteadyState
+from bakeoff_runtime.perf.batching import ContinuousBatching, LimitedBy, Saturation, SteadyState
 from bakeoff_runtime.perf.efficiency import DEFAULT_EFFICIENCY, EfficiencyFactors, KernelFamily, kernel_family
 from bakeoff_runtime.perf.model import PerformanceModel
 from bakeoff_runtime.perf.prediction import Prediction
@@ -22,6 +22,7 @@ __all__ = [
     "ContinuousBatching",
     "EfficiencyFactors",
     "KernelFamily",
+    "LimitedBy",
     "PerformanceModel",
     "Prediction",
     "Saturation",

@@ -4,12 +4,24 @@ with decodes step by step, and the throughput, ITL and TTFT that follow, up to s
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff_runtime.memory import MemoryPlan, plan_memory
 from bakeoff_runtime.perf.roofline import StepModel
+
+
+class LimitedBy(StrEnum):
+    """What caps how many sequences run at once."""
+
+    MAX_NUM_SEQS = "max_num_seqs"
+    KV_CACHE = "kv_cache"
+    MAMBA_STATE = "mamba_state"
+    TOKEN_BUDGET = "token_budget"
+    DOES_NOT_FIT = "does not fit"
+    ONE_REQUEST = "one request at a time"  # sync mode: the client, not the engine
 
 
 class Saturation(BaseModel):
@@ -22,7 +34,7 @@ class Saturation(BaseModel):
     step_time_s: float = Field(ge=0, description="Mean engine step at that concurrency.")
     itl_s: float = Field(ge=0, description="Mean inter-token latency: the mean of the steps a sequence decodes in.")
     ttft_s: float = Field(ge=0, description="Time to first token from admission: the steps carrying its prompt.")
-    limited_by: str = Field(description="What caps the concurrency: max_num_seqs, kv_cache, mamba_state, token_budget.")
+    limited_by: LimitedBy = Field(description="What caps the concurrency.")
 
 
 class SteadyState(BaseModel):
@@ -170,7 +182,7 @@ class ContinuousBatching:
                 hi = mid - 1
         return lo
 
-    def max_concurrency(self, prompt_tokens: int, output_tokens: int) -> tuple[int, str]:
+    def max_concurrency(self, prompt_tokens: int, output_tokens: int) -> tuple[int, LimitedBy]:
         """Sequences that run at once at saturation, and what limits them.
 
         KV use per running sequence averages prompt + output/2 tokens (sequences are staggered). The
@@ -179,18 +191,20 @@ class ContinuousBatching:
         """
         plan = self.memory
         if not plan.fits:
-            return 0, "does not fit"
+            return 0, LimitedBy.DOES_NOT_FIT
         average_context = prompt_tokens + output_tokens / 2
         blocks_per_sequence = max(1, math.ceil(average_context / self.variant.block_size))
         limits = {
-            "max_num_seqs": self.variant.max_num_seqs,
-            "kv_cache": plan.num_kv_blocks // blocks_per_sequence,
-            "mamba_state": plan.mamba_state_slots,
+            LimitedBy.MAX_NUM_SEQS: self.variant.max_num_seqs,
+            LimitedBy.KV_CACHE: plan.num_kv_blocks // blocks_per_sequence,
+            LimitedBy.MAMBA_STATE: plan.mamba_state_slots,
         }
         upper = min(limits.values())
         if upper >= 1:
-            limits["token_budget"] = self._token_budget_concurrency(prompt_tokens, output_tokens, upper)
-        limited_by = min(limits, key=lambda k: (limits[k], k != "max_num_seqs", k == "token_budget"))
+            limits[LimitedBy.TOKEN_BUDGET] = self._token_budget_concurrency(prompt_tokens, output_tokens, upper)
+        limited_by = min(
+            limits, key=lambda k: (limits[k], k is not LimitedBy.MAX_NUM_SEQS, k is LimitedBy.TOKEN_BUDGET)
+        )
         return max(0, limits[limited_by]), limited_by
 
     def saturation(self, prompt_tokens: int, output_tokens: int) -> Saturation:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
 from bakeoff_runtime.formats import Format
-from bakeoff_runtime.perf.batching import ContinuousBatching
+from bakeoff_runtime.perf.batching import ContinuousBatching, LimitedBy
 from bakeoff_runtime.perf.queueing import qps_at_slo
 from bakeoff_runtime.workloads import Workload
 
@@ -35,7 +36,7 @@ class Prediction(BaseModel):
     itl_s: float | None
     max_qps: float | None
     concurrency: int | None
-    limited_by: str | None
+    limited_by: LimitedBy | None
     qps_at_slo: float | None = Field(default=None, description="Highest Poisson rate meeting the SLO.")
     output_tokens_per_s: float | None = Field(description="Per replica, in this mode.")
     output_tokens_per_s_per_gpu: float | None
@@ -108,7 +109,7 @@ def predict(
             "itl_s": lat.itl_s,
             "max_qps": qps,
             "concurrency": 1,
-            "limited_by": "one request at a time",
+            "limited_by": LimitedBy.ONE_REQUEST,
         }
     elif mode == "async":
         sat = batching.saturation(p, o)
@@ -134,5 +135,7 @@ def predict(
         output_tokens_per_s=tokens_per_s,
         output_tokens_per_s_per_gpu=tokens_per_s / v.num_gpus,
         cost_per_query_usd=cost_per_query,
-        cost_per_1m_output_tokens_usd=cost_per_query / o * 1e6 if cost_per_query is not None else None,
+        cost_per_1m_output_tokens_usd=usd_per_million_tokens_at_rate(
+            price_per_gpu_hour=price / v.num_gpus, gpus=v.num_gpus, replicas=1, tokens_per_second=tokens_per_s
+        ),
     )
