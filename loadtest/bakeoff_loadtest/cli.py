@@ -155,27 +155,29 @@ def _explain(e: ValidationError) -> str:
 
 def _mode_and_levels(a: argparse.Namespace) -> tuple[LoadMode, tuple[float, ...]]:
     """--mode and --levels, with --concurrency N and --rate R as one-level sweeps."""
-    if a.concurrency is not None and a.rate is not None:
+    shortcuts = [
+        (flag, value, mode)
+        for flag, value, mode in (
+            ("--concurrency", a.concurrency, LoadMode.CONCURRENCY_SWEEP),
+            ("--rate", a.rate, LoadMode.RATE_SWEEP),
+        )
+        if value is not None
+    ]
+    if len(shortcuts) > 1:
         raise ValueError("--concurrency and --rate name different sweeps: give one")
-    single, flag, implied = (
-        (a.concurrency, "--concurrency", LoadMode.CONCURRENCY_SWEEP)
-        if a.concurrency is not None
-        else (a.rate, "--rate", LoadMode.RATE_SWEEP)
-        if a.rate is not None
-        else (None, "", LoadMode.SYNC)
-    )
-    mode = LoadMode(a.mode) if a.mode is not None else implied
-    if single is None:
+    if not shortcuts:
+        mode = LoadMode(a.mode) if a.mode is not None else LoadMode.SYNC
         if mode is LoadMode.RATE_SWEEP and not a.levels:
             raise ValueError("--mode rate-sweep needs --rate or --levels, the offered requests per second")
         return mode, a.levels
-    if mode is not implied:
-        raise ValueError(f"{flag} applies to --mode {implied.value}, not {mode.value}")
+    flag, value, implied = shortcuts[0]
+    if a.mode is not None and LoadMode(a.mode) is not implied:
+        raise ValueError(f"{flag} applies to --mode {implied.value}, not {a.mode}")
     if a.levels:
         raise ValueError(f"give {flag} or --levels, not both")
-    if single <= 0:
-        raise ValueError(f"{flag} must be greater than 0, got {single:g}")
-    return mode, (float(single),)
+    if value <= 0:
+        raise ValueError(f"{flag} must be greater than 0, got {value:g}")
+    return implied, (float(value),)
 
 
 def build_spec(a: argparse.Namespace) -> RunSpec:
