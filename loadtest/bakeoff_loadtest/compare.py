@@ -95,7 +95,7 @@ def compare(
         word = "slower" if mw.hodges_lehmann_shift > 0 else "faster"
         verdict = (
             f"{variant.variant} is {word} than {baseline.variant} in {metric.value} by "
-            f"{abs(mw.hodges_lehmann_shift):.3g} ms (p = {mw.p_value:.3g}, Cliff's delta = {mw.cliffs_delta:+.2f})"
+            f"{_duration(abs(mw.hodges_lehmann_shift))} (p = {mw.p_value:.3g}, Cliff's delta = {mw.cliffs_delta:+.2f})"
         )
     return Comparison(
         variant=variant.variant,
@@ -127,6 +127,10 @@ def compare_with_baseline(
         except ValueError:
             continue
     return out
+
+
+def _duration(ms: float) -> str:
+    return f"{ms / 1000:.3g} s" if ms >= 1000 else f"{ms:.3g} ms"
 
 
 def _median(xs: Sequence[float]) -> float:

@@ -161,8 +161,9 @@ def _plot_pareto(results: Sequence[RunResult], frontier: Sequence[str]) -> str:
         ]
         if not pts:
             continue
-        (dots,) = ax.plot([lat for lat, _ in pts], [usd for _, usd in pts], "o", alpha=0.35, ms=4)
         t = placed.get(r.variant)
+        unplaced = f"{_label(r)} (failed or missed the SLO)" if t is None else None
+        (dots,) = ax.plot([lat for lat, _ in pts], [usd for _, usd in pts], "o", alpha=0.35, ms=4, label=unplaced)
         if t is not None:
             ax.plot([t.e2e_ms], [t.cost_per_1m_output_tokens_usd], "o", ms=8, color=dots.get_color(), label=_label(r))
     front = sorted((placed[v] for v in frontier if v in placed), key=lambda t: t.e2e_ms)
@@ -172,6 +173,9 @@ def _plot_pareto(results: Sequence[RunResult], frontier: Sequence[str]) -> str:
             [t.cost_per_1m_output_tokens_usd for t in front],
             "k--",
             lw=1,
+            marker="o",
+            ms=13,
+            mfc="none",
             label="Pareto frontier",
         )
     ax.set_xlabel(f"{FRONTIER_LATENCY.value} E2E latency (ms)")
