@@ -4,7 +4,10 @@
 # rather than look-alikes. These versions are the tested chart prerequisites (see hack/README.md).
 #
 # Output: ${BAKEOFF_TOOLS_DIR:-<repo>/.tools}/crds-<versions>/{kserve,keda,prometheus-operator}/*.yaml,
-# linked from ${BAKEOFF_TOOLS_DIR}/crds. Idempotent; prints the crds directory last.
+# linked from ${BAKEOFF_TOOLS_DIR}/crds. Only CRDs sit directly in those three folders. Beside them,
+# kserve-config/ holds the KServe configuration the end-to-end tests start its controller with, at
+# the paths it has under KServe's config/ (configmap/inferenceservice.yaml,
+# storagecontainers/default.yaml, webhook/manifests.yaml). Idempotent; prints the crds directory last.
 set -euo pipefail
 
 KSERVE_VERSION="v0.20.0"
@@ -16,7 +19,10 @@ tools_dir="${BAKEOFF_TOOLS_DIR:-${repo}/.tools}"
 mkdir -p "${tools_dir}"
 tools_dir="$(cd "${tools_dir}" && pwd)"
 
-name="crds-kserve-${KSERVE_VERSION}-keda-${KEDA_VERSION}-prometheus-operator-${PROMETHEUS_OPERATOR_VERSION}"
+# Bump when the selection of files below changes, so existing caches are refreshed.
+LAYOUT="r2"
+
+name="crds-kserve-${KSERVE_VERSION}-keda-${KEDA_VERSION}-prometheus-operator-${PROMETHEUS_OPERATOR_VERSION}-${LAYOUT}"
 dest="${tools_dir}/${name}"
 
 log() { echo "fetch-crds: $*" >&2; }
@@ -58,8 +64,17 @@ if [[ ! -f "${dest}/VERSIONS" ]]; then
   trap 'rm -rf "${tmp}"' EXIT
 
   kserve="$(module_dir "github.com/kserve/kserve@${KSERVE_VERSION}")"
-  for f in inferenceservices servingruntimes clusterservingruntimes; do
-    copy "${kserve}/config/crd/full/serving.kserve.io_${f}.yaml" kserve
+  # TrainedModel and InferenceGraph: KServe's controller manager runs their controllers too;
+  # ClusterStorageContainer: what it resolves a storageUri with.
+  for f in inferenceservices servingruntimes clusterservingruntimes trainedmodels inferencegraphs \
+    clusterstoragecontainer/serving.kserve.io_clusterstoragecontainers; do
+    case "${f}" in
+      */*) copy "${kserve}/config/crd/full/${f}.yaml" kserve ;;
+      *) copy "${kserve}/config/crd/full/serving.kserve.io_${f}.yaml" kserve ;;
+    esac
+  done
+  for f in configmap/inferenceservice storagecontainers/default webhook/manifests; do
+    copy "${kserve}/config/${f}.yaml" "kserve-config/${f%/*}"
   done
 
   keda="$(module_dir "github.com/kedacore/keda/v2@${KEDA_VERSION}")"
@@ -74,6 +89,7 @@ if [[ ! -f "${dest}/VERSIONS" ]]; then
 
   cat >"${tmp}/VERSIONS" <<EOF
 kserve ${KSERVE_VERSION} github.com/kserve/kserve config/crd/full
+kserve-config ${KSERVE_VERSION} github.com/kserve/kserve config/{configmap,storagecontainers,webhook}
 keda ${KEDA_VERSION} github.com/kedacore/keda/v2 config/crd/bases
 prometheus-operator ${PROMETHEUS_OPERATOR_VERSION} github.com/prometheus-operator/prometheus-operator example/prometheus-operator-crd
 EOF

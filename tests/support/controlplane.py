@@ -284,6 +284,23 @@ class _Pki:
         _write_key(key_path, key)
         return cert_path, key_path
 
+    def serving(self, stem: str, common_name: str, *, ips: Sequence[str] = ("127.0.0.1",)) -> tuple[Path, Path]:
+        """A serving certificate for a loopback endpoint (a webhook server), signed by the cluster CA."""
+        key = _new_key()
+        cert = _sign(
+            _name(common_name),
+            key.public_key(),
+            self._ca_name,
+            self._ca_key,
+            usages=[ExtendedKeyUsageOID.SERVER_AUTH],
+            ips=ips,
+        )
+        cert_path = self.directory / f"{stem}.crt"
+        key_path = self.directory / f"{stem}.key"
+        cert_path.write_bytes(_pem(cert))
+        _write_key(key_path, key)
+        return cert_path, key_path
+
 
 # --- processes -------------------------------------------------------------------------------------
 
@@ -311,13 +328,15 @@ def _die_with_parent() -> None:
 
 
 class _Component:
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path) -> None:
+    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             self.argv,
+            # None: the test process's environment.
+            env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -384,13 +403,18 @@ class ControlPlane:
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         startup_timeout: float = 90.0,
         extra_apiserver_args: Sequence[str] = (),
+        crds: Iterable[Path | str] = (),
     ) -> None:
+        """`crds`: CRD files (or folders) installed before kube-controller-manager starts, so its
+        garbage collector watches their kinds from the start; it discovers kinds added later only
+        every 30 s, and until then objects they own are not collected."""
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="bakeoff-k8s-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.controllers = tuple(controllers)
         self.startup_timeout = startup_timeout
         self.extra_apiserver_args = tuple(extra_apiserver_args)
+        self.crds = tuple(Path(c) for c in crds)
         self.server = ""
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.ca_cert = self.workdir / "pki" / "ca.crt"
@@ -510,6 +534,9 @@ class ControlPlane:
             what="kube-apiserver /readyz",
         )
 
+        if self.crds:
+            self.install_crds(self.crds, timeout=max(1.0, deadline - time.monotonic()))
+
         kcm_cert, kcm_key = pki.client("kube-controller-manager", "system:kube-controller-manager")
         kcm_kubeconfig = self.workdir / "kube-controller-manager.kubeconfig"
         kcm_kubeconfig.write_text(
@@ -543,8 +570,8 @@ class ControlPlane:
                 what="kube-controller-manager to create the default ServiceAccount",
             )
 
-    def _spawn(self, name: str, argv: Sequence[str]) -> _Component:
-        component = _Component(name, argv, self.workdir / f"{name}.log")
+    def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> _Component:
+        component = _Component(name, argv, self.workdir / f"{name}.log", env)
         self._components.append(component)
         return component
 

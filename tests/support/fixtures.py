@@ -7,6 +7,9 @@ A folder's conftest.py re-exports what it uses::
 The control plane is session-scoped: it starts once (a few seconds) and all cluster tests share it,
 each in its own namespace. Without the binaries, tests fail under CI=true and are skipped elsewhere,
 both with the command that builds them.
+
+`e2e_cluster` (with `e2e_namespace`) is the end-to-end cluster of `tests.support.e2e`: a control
+plane of its own plus KServe's controller, kube-scheduler and kwok GPU nodes (about 20 s to start).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tests.support.controlplane import (
     tools_dir,
     upstream_crd_files,
 )
+from tests.support.e2e import E2ECluster, kserve_config_dir, missing_e2e_tools
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -86,3 +90,33 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     control_plane.create_namespace(name)
     yield name
     control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="session")
+def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ECluster]:
+    """The control plane + KServe controller + kube-scheduler + kwok GPU nodes, shared by the session."""
+    missing = missing_e2e_tools()
+    try:
+        kserve_config_dir()
+        upstream_crd_files()
+    except ToolsMissingError as exc:
+        missing.append(str(exc))
+    if missing:
+        unavailable(f"the e2e cluster cannot start ({tools_dir()}): {'; '.join(missing)}")
+    with E2ECluster(tmp_path_factory.mktemp("e2e-cluster")) as cluster:
+        print(f"\ne2e cluster started: {cluster.timings}")
+        yield cluster
+
+
+@pytest.fixture
+def e2e_namespace(e2e_cluster: E2ECluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace in the e2e cluster named after the test, deleted (without waiting) afterwards.
+
+    Short on purpose: KServe derives a host name `<isvc>-predictor-<namespace>` whose first DNS
+    label must fit in 63 characters, or it creates no Deployment.
+    """
+    stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).removeprefix("test-")[:16].strip("-")
+    name = f"{stem or 'test'}-{uuid.uuid4().hex[:6]}"
+    e2e_cluster.create_namespace(name)
+    yield name
+    e2e_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
