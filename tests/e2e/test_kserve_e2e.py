@@ -20,6 +20,7 @@ from tests.support.e2e import (
     DEFAULT_GPU_NODES,
     GPU_PRODUCT_LABEL,
     E2ECluster,
+    GPUNodes,
     gpu_requests,
     node_ready,
     pending_reason,
@@ -215,9 +216,21 @@ def test_replicas_beyond_free_gpus_stay_pending(e2e_cluster: E2ECluster, e2e_nam
     assert len(placed) == fitting
     assert {p["spec"]["nodeName"] for p in placed} <= h100_nodes(cluster)
 
+    # Another H100 server joins: the pending replica lands on it.
+    start = time.perf_counter()
+    [extra] = cluster.add_gpu_nodes(GPUNodes("h100", gpus=8, count=1, prefix="extra-h100"))
+    pods = cluster.wait_pods_running(ns, selector(name), count=fitting + 1)
+    scheduled_s = time.perf_counter() - start
+    assert pending[0]["metadata"]["name"] in {p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == extra}
+
     cluster.kubectl("delete", "inferenceservice", name, "-n", ns, "--wait=true")
     cluster.wait_for("all predictor pods to be gone", lambda: not cluster.pods(ns, selector(name)))
-    print(f"\nreplicas {fitting} -> {fitting + 1} (past the free H100s) -> a pod Unschedulable: {pending_s:.2f} s")
+    cluster.delete_nodes([extra])
+    assert extra not in {n["metadata"]["name"] for n in cluster.nodes()}
+    print(
+        f"\nreplicas {fitting} -> {fitting + 1} (past the free H100s) -> a pod Unschedulable: {pending_s:.2f} s; "
+        f"H100 node added -> that pod Running: {scheduled_s:.2f} s"
+    )
 
 
 def test_validating_webhook_rejects_an_unknown_autoscaler_class(e2e_cluster: E2ECluster, e2e_namespace: str) -> None:

@@ -9,7 +9,7 @@ each in its own namespace. Without the binaries, tests fail under CI=true and ar
 both with the command that builds them.
 
 `e2e_cluster` (with `e2e_namespace`) is the end-to-end cluster of `tests.support.e2e`: a control
-plane of its own plus KServe's controller, kube-scheduler and kwok GPU nodes (about 20 s to start).
+plane of its own plus KServe's controller, kube-scheduler and kwok GPU nodes (10-20 s to start).
 """
 
 from __future__ import annotations
