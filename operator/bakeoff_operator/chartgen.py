@@ -17,6 +17,7 @@ from typing import Annotated, Any, Final, Literal
 
 import yaml
 from bakeoff_runtime.gpus import default_catalog
+from bakeoff_runtime.vllm_version import VLLM_IMAGE
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -97,10 +98,28 @@ class Operator(Values):
 
 class Serving(Values):
     vllm_image: str = Field(
-        default="vllm/vllm-openai:v0.11.0",
+        default=VLLM_IMAGE,
         min_length=1,
         max_length=512,
-        description="Default vLLM image of the ServingRuntimes (a ModelVariant's serving.image overrides it).",
+        description="Default vLLM image of the ServingRuntimes (a ModelVariant's serving.image overrides it); the "
+        "release whose flags Bakeoff checks.",
+    )
+    default_engine: Literal["vllm", "simulator"] = Field(
+        default="vllm",
+        description="Engine of ModelVariants that do not set spec.engine: vllm, or simulator (Bakeoff's image runs "
+        "`bakeoff sim`, timed by the performance model; for clusters without GPUs and dry runs).",
+    )
+    simulator_requests_gpus: bool = Field(
+        default=True,
+        alias="simulatorRequestsGPUs",
+        description="Simulated replicas request their GPU class's GPUs and land on its nodes (placement and "
+        "InsufficientGPU behave as with vLLM); false runs them on any node.",
+    )
+    cpu_per_gpu: int = Field(
+        default=8, ge=1, le=512, alias="cpuPerGPU", description="CPU cores a vLLM replica requests per GPU."
+    )
+    memory_gib_per_gpu: int = Field(
+        default=64, ge=1, le=4096, alias="memoryGiBPerGPU", description="Host memory a vLLM replica requests per GPU."
     )
 
 

@@ -27,6 +27,8 @@ chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always wa
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import threading
@@ -37,14 +39,31 @@ from typing import Any, ClassVar, Final, TypeVar
 
 import kopf
 from bakeoff_runtime.gpus import GPUCatalog
+from kubernetes.client import ApiException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bakeoff_operator import kube
 from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
 from bakeoff_operator.api.common import DNS_LABEL, GROUP, VERSION, Condition
 from bakeoff_operator.api.gpuclass import GPUClass
-from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
+from bakeoff_operator.api.modelvariant import Engine, ModelVariant, ModelVariantStatus
+from bakeoff_operator.io import kube
 from bakeoff_operator.planning import status as plan
+from bakeoff_operator.planning.children import KSERVE_POD_LABEL, ChildrenState
+from bakeoff_operator.planning.children import observe_children as observed_children
+from bakeoff_operator.render.kserve import (
+    INFERENCE_SERVICE_API,
+    LABEL_MANAGED_BY,
+    LABEL_MODEL,
+    LABEL_VARIANT,
+    MANAGED_BY,
+    SERVING_RUNTIME_API,
+    GPUPlacement,
+    HostResources,
+    Owner,
+    RenderSettings,
+    Replicas,
+    render_children,
+)
 
 MODEL_VARIANTS: Final = (GROUP, VERSION, "modelvariants")
 BAKEOFFS: Final = (GROUP, VERSION, "bakeoffs")
@@ -92,12 +111,31 @@ class OperatorConfig(BaseModel):
     vllm_image: str | None = Field(
         default=None, max_length=512, pattern=r"^[^\s]+$", description="BAKEOFF_VLLM_IMAGE: default vLLM image."
     )
+    simulator_image: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="BAKEOFF_SIMULATOR_IMAGE: Bakeoff's image, which simulated replicas run.",
+    )
+    default_engine: Engine = Field(default=Engine.VLLM, description="BAKEOFF_DEFAULT_ENGINE: vllm or simulator.")
+    simulator_requests_gpus: bool = Field(
+        default=True, description="BAKEOFF_SIMULATOR_REQUESTS_GPUS: simulated replicas request their class's GPUs."
+    )
+    cpu_per_gpu: int = Field(default=8, ge=1, le=512, description="BAKEOFF_CPU_PER_GPU: CPU cores per GPU.")
+    memory_gib_per_gpu: int = Field(
+        default=64, ge=1, le=4096, description="BAKEOFF_MEMORY_GIB_PER_GPU: host memory per GPU, GiB."
+    )
 
     ENV: ClassVar[dict[str, str]] = {
         "namespace": "BAKEOFF_NAMESPACE",
         "metrics_port": "BAKEOFF_METRICS_PORT",
         "prometheus_url": "BAKEOFF_PROMETHEUS_URL",
         "vllm_image": "BAKEOFF_VLLM_IMAGE",
+        "simulator_image": "BAKEOFF_SIMULATOR_IMAGE",
+        "default_engine": "BAKEOFF_DEFAULT_ENGINE",
+        "simulator_requests_gpus": "BAKEOFF_SIMULATOR_REQUESTS_GPUS",
+        "cpu_per_gpu": "BAKEOFF_CPU_PER_GPU",
+        "memory_gib_per_gpu": "BAKEOFF_MEMORY_GIB_PER_GPU",
     }
 
     @classmethod
@@ -112,6 +150,20 @@ class OperatorConfig(BaseModel):
                 f"{cls.ENV[str(e['loc'][0])]}={given.get(str(e['loc'][0]))!r}: {e['msg']}" for e in err.errors()
             )
             raise ValueError(f"operator environment: {bad}") from None
+
+    def render_settings(self, pod_monitor: bool = True) -> RenderSettings:
+        """The settings the KServe renderer takes from this configuration."""
+        fields: dict[str, Any] = {
+            "default_engine": self.default_engine,
+            "simulator_requests_gpus": self.simulator_requests_gpus,
+            "pod_monitor": pod_monitor,
+            "host": HostResources(cpu_per_gpu=self.cpu_per_gpu, memory_gib_per_gpu=self.memory_gib_per_gpu),
+        }
+        if self.vllm_image:
+            fields["vllm_image"] = self.vllm_image
+        if self.simulator_image:
+            fields["simulator_image"] = self.simulator_image
+        return RenderSettings(**fields)
 
 
 # --- reading objects -------------------------------------------------------------------------------------
@@ -152,8 +204,15 @@ def _generation(body: Mapping[str, Any]) -> int | None:
     return generation if isinstance(generation, int) else None
 
 
-def variant_outcome(body: Mapping[str, Any], catalog: GPUCatalog, now: datetime) -> Outcome:
-    """What a ModelVariant's status should be, given its stored body and the GPU class catalog."""
+def variant_outcome(
+    body: Mapping[str, Any],
+    catalog: GPUCatalog,
+    now: datetime,
+    children: ChildrenState | None = None,
+    default_engine: Engine = Engine.VLLM,
+) -> Outcome:
+    """What a ModelVariant's status should be, given its stored body, the GPU class catalog and what the
+    cluster shows of its children (nothing deployed when None)."""
     stored = _stored_status(ModelVariantStatus, body)
     try:
         mv = ModelVariant.model_validate(_wire(body))
@@ -162,7 +221,9 @@ def variant_outcome(body: Mapping[str, Any], catalog: GPUCatalog, now: datetime)
         desired = plan.invalid_variant_status(stored, message, _generation(body), now)
         return Outcome(desired=desired, stored=stored, invalid=message)
     mv = mv.model_copy(update={"status": stored})
-    return Outcome(desired=plan.desired_variant_status(mv, catalog, now), stored=stored)
+    deployment = plan.plan_for_status(mv, catalog, default_engine)
+    observed = children if children is not None else ChildrenState(deployed=False)
+    return Outcome(desired=plan.variant_status(mv, deployment, observed, _generation(body), now), stored=stored)
 
 
 def observed_variant(body: Mapping[str, Any]) -> plan.ObservedVariant:
@@ -253,6 +314,168 @@ def refresh(
         return outcome
 
 
+# --- the children of a ModelVariant --------------------------------------------------------------------------
+def gpu_placement(gpu_class: str, gpu_classes: Mapping[str, GPUClass], catalog: GPUCatalog) -> GPUPlacement:
+    """Where replicas of `gpu_class` may run: its GPUClass object's products and tolerations, or the
+    built-in catalog's product when the cluster has no object of that name."""
+    obj = gpu_classes.get(gpu_class)
+    if obj is not None:
+        spec = obj.spec
+        return GPUPlacement(
+            resource_name=spec.resource_name,
+            products=(spec.product, *spec.other_products),
+            tolerations=tuple(spec.tolerations),
+        )
+    gpu = catalog.get(gpu_class)
+    return GPUPlacement(resource_name=gpu.resource_name, products=(gpu.product,))
+
+
+@dataclass
+class Applied:
+    """What applying a variant's children found: a kind the cluster lacks, or a refusal."""
+
+    dependency_missing: str | None = None
+    error: str | None = None
+    gpu_resource: str = "nvidia.com/gpu"
+    desired_replicas: int = 0
+
+
+def _api_message(err: ApiException) -> str:
+    try:
+        return str(json.loads(err.body or "{}").get("message") or err.reason)
+    except ValueError:
+        return str(err.reason)
+
+
+def apply_children(  # noqa: PLR0917 (the handler's context, passed on)
+    body: Mapping[str, Any],
+    catalog: GPUCatalog,
+    gpu_classes: Mapping[str, GPUClass],
+    config: OperatorConfig,
+    memo: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> Applied:
+    """Render the variant's children from its deployment plan and server-side apply them; delete the
+    ServingRuntimes of its earlier renderings. Nothing is applied for a variant that is not deployable."""
+    mv = ModelVariant.model_validate(_wire(body))
+    deployment = plan.plan_for_status(mv, catalog, config.default_engine)
+    if not deployment.deployable or deployment.variant is None:
+        return Applied()
+    placement = gpu_placement(deployment.variant.gpu.name, gpu_classes, catalog)
+    autoscaling = mv.spec.autoscaling
+    desired = mv.spec.desired_replicas
+    replicas = Replicas(desired=desired, maximum=max(autoscaling.max_replicas if autoscaling else desired, 1))
+    metadata = body.get("metadata") or {}
+    owner = Owner(name=str(metadata["name"]), uid=str(metadata["uid"]))
+    pod_monitor = memo.get("pod_monitor_served", True)
+    children = render_children(
+        deployment,
+        config.render_settings(pod_monitor=pod_monitor),
+        owner,
+        placement,
+        replicas,
+        engine=mv.spec.engine,
+        model_label=(mv.metadata.labels or {}).get(LABEL_MODEL),
+    )
+    applied = Applied(gpu_resource=placement.resource_name, desired_replicas=desired)
+    namespace = str(metadata.get("namespace") or "")
+    for obj in children.objects:
+        try:
+            kube.apply({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
+        except kube.MissingKindError as err:
+            if obj["kind"] == "PodMonitor":
+                memo["pod_monitor_served"] = False  # prometheus-operator is optional
+                logger.info("no PodMonitor CRD: vLLM metrics are not scraped through prometheus-operator")
+                continue
+            applied.dependency_missing = f"{err}; Bakeoff deploys variants as KServe InferenceServices"
+            return applied
+        except ApiException as err:
+            if err.status in (400, 403, 422):  # invalid, or refused by an admission webhook
+                applied.error = f"{obj['kind']} {obj['metadata']['name']}: {_api_message(err)}"
+                return applied
+            raise
+    current = children.of_kind("ServingRuntime")
+    keep = current["metadata"]["name"] if current else None
+    for runtime in kube.list_namespaced(
+        SERVING_RUNTIME_API, "ServingRuntime", namespace, f"{LABEL_VARIANT}={owner.name}"
+    ):
+        meta = runtime.get("metadata") or {}
+        owned = any(ref.get("uid") == owner.uid for ref in meta.get("ownerReferences") or [])
+        if (
+            owned
+            and meta.get("name") != keep
+            and kube.delete_namespaced(
+                SERVING_RUNTIME_API, "ServingRuntime", namespace, str(meta["name"]), str(meta["uid"])
+            )
+        ):
+            logger.info(f"ServingRuntime {namespace}/{meta['name']}: deleted, replaced by {keep}")
+    return applied
+
+
+def observe_children(namespace: str, name: str, applied: Applied) -> ChildrenState:
+    """Read the variant's InferenceService, Deployment and pods."""
+    isvc = kube.get_namespaced(INFERENCE_SERVICE_API, "InferenceService", namespace, name)
+    deployment = kube.get_deployment(namespace, f"{name}-predictor") if isvc is not None else None
+    pods = kube.list_pods(namespace, f"{KSERVE_POD_LABEL}={name}") if isvc is not None else []
+    return observed_children(
+        isvc,
+        deployment,
+        pods,
+        desired_replicas=applied.desired_replicas,
+        gpu_resource=applied.gpu_resource,
+        dependency_missing=applied.dependency_missing,
+        apply_error=applied.error,
+    )
+
+
+def reconcile_variant(
+    namespace: str,
+    name: str,
+    *,
+    gpu_classes: kopf.Index[str, GPUClass],
+    memo: Any,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+    apply: bool = True,
+) -> Outcome | None:
+    """Apply the variant's children (when `apply`), then write the status they and the plan give."""
+    config: OperatorConfig = memo.config
+    catalog = catalog_from(gpu_classes)
+    classes = {g.metadata.name: g for store in gpu_classes.values() for g in store}
+    applied = Applied()
+    if apply:
+        body = kube.get_object(MODEL_VARIANTS[2], namespace, name)
+        if body is None:
+            return None
+        # An invalid spec applies nothing; the status below says why.
+        with contextlib.suppress(ValidationError):
+            applied = apply_children(body, catalog, classes, config, memo, logger)
+    else:
+        body = kube.get_object(MODEL_VARIANTS[2], namespace, name)
+        if body is None:
+            return None
+        applied = _applied_of(body, catalog, classes, config)
+
+    def compute(b: Mapping[str, Any]) -> Outcome:
+        return variant_outcome(b, catalog, clock(), observe_children(namespace, name, applied), config.default_engine)
+
+    return refresh(MODEL_VARIANTS[2], namespace, name, compute=compute, owned=plan.OWNED_VARIANT_FIELDS, logger=logger)
+
+
+def _applied_of(
+    body: Mapping[str, Any], catalog: GPUCatalog, classes: Mapping[str, GPUClass], config: OperatorConfig
+) -> Applied:
+    """What a status refresh needs to read the children right (desired replicas, the GPU resource)."""
+    try:
+        mv = ModelVariant.model_validate(_wire(body))
+    except ValidationError:
+        return Applied()
+    deployment = plan.plan_for_status(mv, catalog, config.default_engine)
+    if deployment.variant is None:
+        return Applied(desired_replicas=mv.spec.desired_replicas)
+    placement = gpu_placement(deployment.variant.gpu.name, classes, catalog)
+    return Applied(gpu_resource=placement.resource_name, desired_replicas=mv.spec.desired_replicas)
+
+
 # --- startup ---------------------------------------------------------------------------------------------------
 @kopf.on.startup()
 def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger, **_: Any) -> None:
@@ -300,19 +523,55 @@ def bakeoffs(*, namespace: str | None, name: str, **_: Any) -> dict[str, str]:
 @kopf.on.resume(*MODEL_VARIANTS)
 @kopf.on.create(*MODEL_VARIANTS)
 @kopf.on.update(*MODEL_VARIANTS)
-def size_model_variant(*, name: str, namespace: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
-    """Size the variant on the cluster's GPU classes and write Fits, Ready, placement and predictions."""
+def reconcile_model_variant(*, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Size the variant, deploy it on KServe (ServingRuntime, InferenceService, PodMonitor) and write
+    Fits, Ready, Scheduled, Degraded, placement, predictions, endpoint and replicas."""
     gpu_classes: kopf.Index[str, GPUClass] = kwargs["gpu_classes"]
-    outcome = refresh(
-        MODEL_VARIANTS[2],
-        namespace or "",
-        name,
-        compute=lambda b: variant_outcome(b, catalog_from(gpu_classes), clock()),
-        owned=plan.OWNED_VARIANT_FIELDS,
-        logger=logger,
-    )
+    outcome = reconcile_variant(namespace or "", name, gpu_classes=gpu_classes, memo=memo, logger=logger)
     if outcome is not None and outcome.invalid is not None:
         raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
+
+
+# Objects of a variant's replicas: the InferenceService, and KServe's Deployment and pods, which carry its labels.
+OUR_CHILDREN: Final[dict[str, Any]] = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_VARIANT: kopf.PRESENT}
+
+
+def _refresh_owner(
+    labels: Mapping[str, str], namespace: str | None, memo: Any, logger: kopf.Logger, kwargs: Mapping[str, Any]
+) -> None:
+    variant = labels.get(LABEL_VARIANT)
+    if variant and namespace:
+        reconcile_variant(namespace, variant, gpu_classes=kwargs["gpu_classes"], memo=memo, logger=logger, apply=False)
+
+
+@kopf.on.event("pods", labels=OUR_CHILDREN)
+def variant_pod_changed(
+    *, type: str | None, labels: Mapping[str, str], namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """A replica's pod was created, placed, became ready or went: the variant's status follows."""
+    del type
+    _refresh_owner(labels, namespace, memo, logger, kwargs)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OUR_CHILDREN)
+def variant_deployment_changed(
+    *, labels: Mapping[str, str], namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """KServe's Deployment of a variant changed (replicas, rollout): the variant's status follows."""
+    _refresh_owner(labels, namespace, memo, logger, kwargs)
+
+
+@kopf.on.event(
+    "serving.kserve.io",
+    "v1beta1",
+    "inferenceservices",
+    labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_VARIANT: kopf.PRESENT},
+)
+def variant_inference_service_changed(
+    *, labels: Mapping[str, str], namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """KServe reported on a variant's InferenceService (its address): the variant's status follows."""
+    _refresh_owner(labels, namespace, memo, logger, kwargs)
 
 
 @kopf.on.event(*GPU_CLASSES)
@@ -320,6 +579,7 @@ def resize_on_gpu_class_change(
     *,
     type: str | None,
     name: str,
+    memo: Any,
     logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
@@ -331,14 +591,7 @@ def resize_on_gpu_class_change(
     logger.info(f"GPUClass {name} {type.lower()}: sizing every ModelVariant again")
     for namespace, store in list(model_variants.items()):
         for variant in sorted({v.name for v in store}):
-            refresh(
-                MODEL_VARIANTS[2],
-                namespace,
-                variant,
-                compute=lambda b: variant_outcome(b, catalog_from(gpu_classes), clock()),
-                owned=plan.OWNED_VARIANT_FIELDS,
-                logger=logger,
-            )
+            reconcile_variant(namespace, variant, gpu_classes=gpu_classes, memo=memo, logger=logger)
 
 
 # --- BakeOff ------------------------------------------------------------------------------------------------------

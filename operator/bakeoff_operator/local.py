@@ -36,9 +36,9 @@ from rich.table import Table
 from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
 from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.loader import ManifestError, Resource, load_documents
-from bakeoff_operator.api.modelvariant import ModelVariant
+from bakeoff_operator.api.modelvariant import Engine, ModelVariant
 from bakeoff_operator.planning.bakeoff_plan import BakeOffPlan, LoadOverrides, PlannedRun, plan_bakeoff, summarize
-from bakeoff_operator.planning.deployment import Engine, Target, VariantDeployment, plan_deployment
+from bakeoff_operator.planning.deployment import Target, VariantDeployment, plan_deployment
 from bakeoff_operator.planning.recommend import RecommendationResult
 
 EXIT_OK = 0

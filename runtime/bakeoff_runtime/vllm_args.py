@@ -31,7 +31,6 @@ from bakeoff_runtime.vllm_version import VLLM_VERSION
 # Flags Bakeoff derives from the variant, and the variant field that sets each one. The API's list of
 # reserved flags (the ones `serving.extraArgs` may not set) and its CEL rule are generated from this.
 MANAGED_FLAGS: dict[str, str] = {
-    "--block-size": "block_size",
     "--dtype": "format",
     "--enable-chunked-prefill": "enable_chunked_prefill",
     "--enable-prefix-caching": "enable_prefix_caching",
@@ -166,10 +165,9 @@ def _managed_args(variant: Variant) -> dict[str, str | None]:
     if variant.online_quantization and method:
         args["--quantization"] = method
     if variant.is_hybrid:
-        # vLLM sizes the attention block itself for hybrids (it aligns it with the Mamba page).
         args["--mamba-ssm-cache-dtype"] = variant.resolved_mamba_ssm_cache_dtype
-    else:
-        args["--block-size"] = str(variant.block_size)
+    # No --block-size: vLLM picks the KV block per attention backend (16 tokens for CUDA's, a multiple of
+    # 32 on CPU, the Mamba page size for hybrids); a fixed value would refuse to start on some of them.
     args["--enable-prefix-caching" if prefix_caching_enabled(variant) else "--no-enable-prefix-caching"] = None
     args["--enable-chunked-prefill" if variant.enable_chunked_prefill else "--no-enable-chunked-prefill"] = None
     return args

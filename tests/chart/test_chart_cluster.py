@@ -77,7 +77,7 @@ def test_install_and_apply_every_example(installed: Installed, namespace: str) -
     assert stored["spec"]["kvCacheDtype"] == "auto"
 
     table = cp.kubectl("get", "mv", "-n", namespace).stdout.splitlines()[0].split()
-    assert table == ["NAME", "FORMAT", "GPU", "TP", "REPLICAS", "READY", "COST/1M", "AGE"]
+    assert table == ["NAME", "FORMAT", "GPU", "TP", "READY", "REPLICAS", "ENDPOINT", "COST/1M", "AGE"]
     category = cp.kubectl("get", "bakeoff", "-n", namespace, "-o", "name").stdout.split()
     assert sum(n.startswith("modelvariant") for n in category) == kinds.count("ModelVariant")
     assert sum(n.startswith("bakeoff.bakeoff.dev") for n in category) == kinds.count("BakeOff")
@@ -115,17 +115,21 @@ CAN: list[tuple[str, str, str]] = [
     ("patch", "bakeoffs.bakeoff.dev", "-n=default"),
     ("watch", "gpuclasses.bakeoff.dev", ""),
     ("create", "inferenceservices.serving.kserve.io", "-n=default"),
+    ("patch", "inferenceservices.serving.kserve.io", "-n=default"),
     ("delete", "servingruntimes.serving.kserve.io", "-n=default"),
-    ("create", "scaledobjects.keda.sh", "-n=default"),
-    ("create", "podmonitors.monitoring.coreos.com", "-n=default"),
-    ("create", "prometheusrules.monitoring.coreos.com", "-n=default"),
-    ("create", "jobs.batch", "-n=default"),
+    ("patch", "podmonitors.monitoring.coreos.com", "-n=default"),
+    ("watch", "pods", "--all-namespaces"),
+    ("watch", "deployments.apps", "--all-namespaces"),
     ("create", "events", "-n=default"),
     ("list", "nodes", ""),
 ]
 CANNOT: list[tuple[str, str, str]] = [
     ("get", "secrets", "-n=default"),
     ("create", "pods", "-n=default"),
+    ("delete", "inferenceservices.serving.kserve.io", "-n=default"),
+    ("update", "servingruntimes.serving.kserve.io", "-n=default"),
+    ("create", "jobs.batch", "-n=default"),
+    ("create", "prometheusrules.monitoring.coreos.com", "-n=default"),
     ("delete", "modelvariants.bakeoff.dev", "-n=default"),
     ("delete", "gpuclasses.bakeoff.dev", ""),
     ("patch", "nodes", ""),

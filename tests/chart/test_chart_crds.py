@@ -86,7 +86,7 @@ def test_model_variant_subresources_and_columns() -> None:
         "labelSelectorPath": ".status.selector",
     }
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns[:6] == ["Format", "GPU", "TP", "Replicas", "Ready", "Cost/1M"]
+    assert columns[:7] == ["Format", "GPU", "TP", "Ready", "Replicas", "Endpoint", "Cost/1M"]
     assert columns[-1] == "Age"
 
 

@@ -41,7 +41,12 @@ from tests.api.api_builders import variant
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 GOLDENS = Path(__file__).parent / "goldens"
-CLUSTER_EXAMPLES = ("llama-8b-formats.yaml", "llama-70b-sync-vs-async.yaml", "apriel-h1-hybrids.yaml", "quickstart.yaml")
+CLUSTER_EXAMPLES = (
+    "llama-8b-formats.yaml",
+    "llama-70b-sync-vs-async.yaml",
+    "apriel-h1-hybrids.yaml",
+    "quickstart.yaml",
+)
 OWNER_UID = "00000000-0000-0000-0000-000000000001"
 
 
@@ -71,7 +76,15 @@ def render(mv: ModelVariant, settings: RenderSettings | None = None, **kw: Any) 
 @pytest.mark.parametrize(
     ("source", "revision", "target", "engine", "storage_uri", "model", "cli_revision"),
     [
-        ("hf://meta-llama/Llama-3.1-8B", None, Target.KSERVE, Engine.VLLM, "hf://meta-llama/Llama-3.1-8B", KSERVE_MODEL_DIR, None),
+        (
+            "hf://meta-llama/Llama-3.1-8B",
+            None,
+            Target.KSERVE,
+            Engine.VLLM,
+            "hf://meta-llama/Llama-3.1-8B",
+            KSERVE_MODEL_DIR,
+            None,
+        ),
         ("hf://org/m", "abc123", Target.KSERVE, Engine.VLLM, "hf://org/m:abc123", KSERVE_MODEL_DIR, None),
         ("pvc://models/llama", None, Target.KSERVE, Engine.VLLM, "pvc://models/llama", KSERVE_MODEL_DIR, None),
         ("s3://bucket/llama", None, Target.KSERVE, Engine.VLLM, "s3://bucket/llama", KSERVE_MODEL_DIR, None),
@@ -82,7 +95,7 @@ def render(mv: ModelVariant, settings: RenderSettings | None = None, **kw: Any) 
     ],
     ids=["hf", "hf-revision", "pvc", "s3", "gs", "local-hf", "local-file", "local-sim-s3"],
 )
-def test_model_sources_translate_per_target(
+def test_model_sources_translate_per_target(  # noqa: PLR0917
     source: str,
     revision: str | None,
     target: Target,
@@ -104,7 +117,7 @@ def test_model_sources_translate_per_target(
     ids=["file-in-cluster", "s3-on-this-machine"],
 )
 def test_unusable_sources_are_refused_with_the_fix(source: str, target: Target, fix: str) -> None:
-    with pytest.raises(ModelSourceError, match="spec.model.source") as err:
+    with pytest.raises(ModelSourceError, match=r"spec\.model\.source") as err:
         locate_model(source, None, target)
     assert fix in str(err.value)
 
@@ -158,7 +171,9 @@ def test_hybrid_launch_carries_the_mamba_cache_dtype_and_no_prefix_caching() -> 
 
 def test_real_vllm_runs_exactly_the_rendered_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The local launcher's vLLM command is the deployment's launch plus the listener, nothing else."""
-    mv = model_variant(model={"source": "file:///models/tiny"}, gpuClass="h100", serving={"extraArgs": ["--enforce-eager"]})
+    mv = model_variant(
+        model={"source": "file:///models/tiny"}, gpuClass="h100", serving={"extraArgs": ["--enforce-eager"]}
+    )
     d = plan_deployment(mv, default_catalog(), Target.LOCAL)
     assert d.variant is not None
     assert d.launch is not None

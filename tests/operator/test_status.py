@@ -12,6 +12,7 @@ from bakeoff_operator.api.common import Condition, find_condition
 from bakeoff_operator.api.modelvariant import ModelVariantStatus
 from bakeoff_operator.handlers import OperatorConfig, bakeoff_outcome, observed_variant, variant_outcome
 from bakeoff_operator.planning import status as plan
+from bakeoff_operator.planning.children import observe_children
 from bakeoff_runtime.formats import ExecutionMode
 from bakeoff_runtime.gpus import GPUCatalog, default_catalog
 
@@ -68,7 +69,7 @@ def observed(name: str, ready: bool | None = False, labels: dict[str, str] | Non
             Condition(
                 type=ConditionType.READY,
                 status=ConditionStatus.TRUE if ready else ConditionStatus.FALSE,
-                reason=Reason.ENDPOINT_READY if ready else plan.NOT_DEPLOYED,
+                reason=Reason.ENDPOINT_READY if ready else Reason.PROGRESSING,
                 last_transition_time=T0,
             )
         )
@@ -158,11 +159,96 @@ def test_fits_condition(mv: ModelVariant, catalog: GPUCatalog, fits: bool, reaso
     assert (status.predicted is not None) == fits
 
 
-def test_ready_is_false_until_deployment_exists() -> None:
+def test_ready_is_false_until_a_replica_is_ready() -> None:
     c = condition(status_of(variant()), ConditionType.READY)
-    assert (c.status, c.reason) == (ConditionStatus.FALSE, plan.NOT_DEPLOYED)
-    assert "KServe" in c.message
-    assert "later release" in c.message
+    assert (c.status, c.reason) == (ConditionStatus.FALSE, Reason.PROGRESSING)
+    assert find_condition(status_of(variant()).conditions, ConditionType.SCHEDULED) is None
+
+
+INSUFFICIENT = (
+    "0/4 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 3 Insufficient nvidia.com/gpu. "
+    "preemption: 0/4 nodes are available: 4 No preemption victims found for incoming pod."
+)
+ISVC = {"status": {"address": {"url": "http://llama-8b-fp8-predictor.ns.svc.cluster.local"}}}
+
+
+def deployment_obj(replicas: int, ready: int, generation: int = 1, seen: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": generation},
+        "status": {
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "updatedReplicas": replicas,
+            "observedGeneration": seen,
+        },
+    }
+
+
+def pod(scheduled: bool = True, message: str = INSUFFICIENT, waiting: str | None = None) -> dict[str, Any]:
+    conditions = [{"type": "PodScheduled", "status": "True"}]
+    if not scheduled:
+        conditions = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]
+    statuses = [{"name": "kserve-container", "state": {"waiting": {"reason": waiting}}}] if waiting else []
+    return {"metadata": {"name": "p"}, "status": {"conditions": conditions, "containerStatuses": statuses}}
+
+
+OK = ("True", "GPUsAvailable")
+UP = ("True", "EndpointReady")
+WAIT = ("False", "Progressing")
+NO_GPU = ("False", "InsufficientGPU")
+TAINTED = "0/4 nodes: node(s) had untolerated taint"
+
+
+@pytest.mark.parametrize(
+    ("isvc", "deployment", "pods", "desired", "extra", "ready", "scheduled", "degraded"),
+    [
+        (ISVC, deployment_obj(2, 2), [pod(), pod()], 2, {}, UP, OK, "False"),
+        (ISVC, deployment_obj(3, 2), [pod(), pod(), pod(False)], 3, {}, UP, NO_GPU, "True"),
+        (ISVC, deployment_obj(1, 0), [pod(False)], 1, {}, WAIT, NO_GPU, "True"),
+        (ISVC, deployment_obj(1, 0), [pod(False, TAINTED)], 1, {}, WAIT, ("False", "Unschedulable"), "True"),
+        (ISVC, deployment_obj(1, 0), [pod(waiting="CrashLoopBackOff")], 1, {}, ("False", "RuntimeFailed"), OK, "True"),
+        (ISVC, deployment_obj(0, 0), [], 0, {}, ("False", "ScaledToZero"), OK, "False"),
+        (None, None, [], 1, {"dependency_missing": "no kind"}, ("False", "DependencyMissing"), None, None),
+        (None, None, [], 1, {"apply_error": "denied by webhook"}, ("False", "ChildRejected"), None, None),
+    ],
+    ids=["all-ready", "one-waits-for-gpus", "none-placed", "other-unschedulable", "crash-loop", "scaled-to-zero",
+         "kserve-missing", "child-rejected"],
+)  # fmt: skip
+def test_children_give_ready_scheduled_and_degraded(  # noqa: PLR0917
+    isvc: dict[str, Any] | None,
+    deployment: dict[str, Any] | None,
+    pods: list[dict[str, Any]],
+    desired: int,
+    extra: dict[str, Any],
+    ready: tuple[str, str],
+    scheduled: tuple[str, str] | None,
+    degraded: str | None,
+) -> None:
+    children = observe_children(isvc, deployment, pods, desired_replicas=desired, **extra)
+    status = plan.desired_variant_status(variant(), CATALOG, T0, children)
+    c = condition(status, ConditionType.READY)
+    assert (c.status.value, c.reason) == ready
+    got = find_condition(status.conditions, ConditionType.SCHEDULED)
+    assert (None if got is None else (got.status.value, got.reason)) == scheduled
+    if scheduled and scheduled[1] == "InsufficientGPU":
+        assert got is not None
+        assert "Insufficient nvidia.com/gpu" in got.message
+    got = find_condition(status.conditions, ConditionType.DEGRADED)
+    assert (None if got is None else got.status.value) == degraded
+    if isvc is not None:
+        assert status.endpoint == "http://llama-8b-fp8-predictor.ns.svc.cluster.local"
+        assert status.replicas_ready == f"{children.ready_replicas}/{desired}"
+        assert status.selector == f"serving.kserve.io/inferenceservice={variant().metadata.name}"
+
+
+def test_a_variant_that_does_not_fit_deploys_nothing_and_says_why() -> None:
+    status = status_of(
+        variant(gpuClass="l4", architecture={"catalog": "llama-3.1-70b"}, format="bf16", tensorParallelSize=1)
+    )
+    c = condition(status, ConditionType.READY)
+    assert (c.status, c.reason) == (ConditionStatus.FALSE, Reason.DOES_NOT_FIT)
+    assert c.message.startswith("nothing deployed:")
+    assert status.endpoint is None
 
 
 def test_a_fitting_variant_reports_placement_and_prediction() -> None:
@@ -216,9 +302,9 @@ def test_transition_time_moves_only_when_a_condition_status_changes() -> None:
 
 
 def test_fields_owned_by_others_are_carried_over() -> None:
-    stored = ModelVariantStatus(endpoint="http://v.ns.svc/v1", replicas=2, ready_replicas=1)
+    stored = ModelVariantStatus(live_cost_per_1m_tokens_usd=1.25)
     status = status_of(variant().model_copy(update={"status": stored}))
-    assert (status.endpoint, status.replicas, status.ready_replicas) == ("http://v.ns.svc/v1", 2, 1)
+    assert status.live_cost_per_1m_tokens_usd == 1.25
 
 
 def _fits(message: str, when: datetime = T0, status: ConditionStatus = ConditionStatus.TRUE) -> Condition:
@@ -226,7 +312,7 @@ def _fits(message: str, when: datetime = T0, status: ConditionStatus = Condition
 
 
 def _ready(when: datetime = T0) -> Condition:
-    return Condition(type="Ready", status=ConditionStatus.FALSE, reason="NotDeployed", last_transition_time=when)
+    return Condition(type="Ready", status=ConditionStatus.FALSE, reason="Progressing", last_transition_time=when)
 
 
 CHANGED_CASES: list[tuple[str, ModelVariantStatus | None, ModelVariantStatus, bool]] = [
@@ -274,7 +360,8 @@ def test_status_patch_clears_what_no_longer_holds() -> None:
 
     patch = plan.status_patch(fitting, plan.OWNED_VARIANT_FIELDS)
     assert patch["predicted"]["workload"] == "multi-turn-chat"
-    assert "endpoint" not in patch  # not this module's to write
+    assert patch["endpoint"] is None  # nothing deployed: an endpoint left from before is removed
+    assert "liveCostPer1MTokensUSD" not in patch  # not this module's to write
 
 
 def test_invalid_spec_status_names_the_problem_and_drops_the_placement() -> None:
@@ -330,7 +417,7 @@ BAKEOFF_CASES: list[tuple[str, BakeOff, list[plan.ObservedVariant], bool, str, l
         [observed("a"), observed("b", ready=None), observed("c")],
         False,
         Reason.VARIANT_NOT_READY,
-        ["2 variant(s) found", "a (NotDeployed)", "b (not sized yet)"],
+        ["2 variant(s) found", "a (Progressing)", "b (not sized yet)"],
     ),
     (
         "all-ready",
@@ -455,13 +542,25 @@ CHART_ENV = {
     "BAKEOFF_NAMESPACE": "bakeoff-system",
     "BAKEOFF_METRICS_PORT": "9090",
     "BAKEOFF_PROMETHEUS_URL": "http://prometheus-operated.monitoring.svc:9090",
-    "BAKEOFF_VLLM_IMAGE": "vllm/vllm-openai:v0.11.0",
+    "BAKEOFF_VLLM_IMAGE": "vllm/vllm-openai:v0.32.0",
+    "BAKEOFF_SIMULATOR_IMAGE": "bakeoff:0.1.0",
+    "BAKEOFF_DEFAULT_ENGINE": "simulator",
+    "BAKEOFF_SIMULATOR_REQUESTS_GPUS": "false",
+    "BAKEOFF_CPU_PER_GPU": "4",
+    "BAKEOFF_MEMORY_GIB_PER_GPU": "32",
 }
 
 
 def test_operator_config_reads_the_charts_environment() -> None:
     cfg = OperatorConfig.from_env(CHART_ENV)
-    assert (cfg.namespace, cfg.metrics_port, cfg.vllm_image) == ("bakeoff-system", 9090, "vllm/vllm-openai:v0.11.0")
+    assert (cfg.namespace, cfg.metrics_port, cfg.vllm_image) == ("bakeoff-system", 9090, "vllm/vllm-openai:v0.32.0")
+    settings = cfg.render_settings()
+    assert (settings.default_engine, settings.simulator_requests_gpus, settings.simulator_image) == (
+        "simulator",
+        False,
+        "bakeoff:0.1.0",
+    )
+    assert (settings.host.cpu_per_gpu, settings.host.memory_gib_per_gpu) == (4, 32)
     assert OperatorConfig.from_env({"BAKEOFF_METRICS_PORT": ""}) == OperatorConfig()  # empty means unset
 
 
@@ -471,8 +570,9 @@ def test_operator_config_reads_the_charts_environment() -> None:
         ("BAKEOFF_METRICS_PORT", "nine"),
         ("BAKEOFF_NAMESPACE", "Bakeoff_System"),
         ("BAKEOFF_PROMETHEUS_URL", "prom:9090"),
+        ("BAKEOFF_DEFAULT_ENGINE", "tgi"),
     ],
-    ids=["port-not-a-number", "namespace-not-a-dns-label", "prometheus-url-without-scheme"],
+    ids=["port-not-a-number", "namespace-not-a-dns-label", "prometheus-url-without-scheme", "unknown-engine"],
 )
 def test_operator_config_names_the_bad_variable(var: str, value: str) -> None:
     with pytest.raises(ValueError, match=f"{var}='{value}'"):

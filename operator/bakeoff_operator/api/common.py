@@ -148,12 +148,14 @@ class Reason:
     # Scheduled
     GPUS_AVAILABLE: Final = "GPUsAvailable"
     INSUFFICIENT_GPU: Final = "InsufficientGPU"
+    UNSCHEDULABLE: Final = "Unschedulable"
     # Ready
     ENDPOINT_READY: Final = "EndpointReady"
     PROGRESSING: Final = "Progressing"
     SCALED_TO_ZERO: Final = "ScaledToZero"
     RUNTIME_FAILED: Final = "RuntimeFailed"
     DEPENDENCY_MISSING: Final = "DependencyMissing"
+    CHILD_REJECTED: Final = "ChildRejected"
     # Degraded
     AS_EXPECTED: Final = "AsExpected"
     SLO_VIOLATED: Final = "SLOViolated"

@@ -56,7 +56,6 @@ FP8_FALLBACK_GPU_CLASSES: Final[tuple[str, ...]] = tuple(
 TENSOR_PARALLEL_SIZES: Final[tuple[int, ...]] = (1, 2, 4, 8, 16, 32, 64)
 # Where each variant field that the runtime renders into a vLLM flag comes from in a ModelVariant.
 VARIANT_FIELD_SOURCES: Final[dict[str, str]] = {
-    "block_size": "the operator (from the architecture)",
     "enable_chunked_prefill": "the operator (vLLM V1 always chunks prefills)",
     "enable_prefix_caching": "spec.serving.enablePrefixCaching",
     "format": "spec.format",
@@ -601,6 +600,9 @@ class ModelVariantStatus(ApiModel):
     )
     replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS, description="Replicas that exist.")
     ready_replicas: int | None = Field(default=None, ge=0, le=MAX_REPLICAS, description="Replicas serving.")
+    replicas_ready: str | None = Field(
+        default=None, max_length=32, pattern=r"^[0-9]+/[0-9]+$", description="Ready/desired replicas, e.g. 2/3."
+    )
     selector: str | None = Field(
         default=None, max_length=1024, description="Label selector of the replicas' pods (scale subresource)."
     )

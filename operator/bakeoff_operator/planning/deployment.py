@@ -97,6 +97,7 @@ class VariantDeployment(BaseModel):
         default=None, description="The runtime variant, `model_source` as vLLM loads it (None: refused)."
     )
     launch: VLLMLaunch | None = Field(default=None, description="The rendered vLLM launch (None: refused).")
+    image: str | None = Field(default=None, description="`spec.serving.image`: this variant's vLLM image.")
     refusal: str | None = Field(default=None, description="Why nothing is deployed: names the field and the fix.")
     cause: Cause = Field(description="Fits, or the kind of refusal (a condition reason names it).")
 
@@ -127,6 +128,7 @@ def plan_deployment(
         "target": target,
         "engine": engine,
         "sizing": sizing,
+        "image": mv.spec.serving.image,
     }
     if not sizing.fits or sizing.variant is None:
         return VariantDeployment(**base, refusal=sizing.reason, cause=sizing.cause)

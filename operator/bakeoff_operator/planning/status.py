@@ -9,7 +9,13 @@ operator's handlers stay thin and these rules are table-tested without a cluster
 What a ModelVariant's status says today:
 - `Fits`: does the format run on the resolved GPU class, and do weights, KV cache and state fit at the
   tensor-parallel size chosen (the planner in `planning.sizing`).
-- `Ready`: always False with reason `NotDeployed`; deployment to KServe comes in a later release.
+- `Ready`: from the Deployment and the pods of its KServe InferenceService (`planning.children`): True
+  once a replica is ready; False with the reason nothing is deployed (the `Fits` cause, an invalid
+  model source or extra argument, KServe missing), or why no replica is ready yet.
+- `Scheduled`: False with reason `InsufficientGPU` and the scheduler's message while a replica waits
+  for GPUs (KServe's InferenceService stays Ready then; this condition does not).
+- `Degraded`: True while fewer replicas are ready than desired.
+- `endpoint`, `replicas`, `readyReplicas`, `replicasReady` and `selector` (the scale subresource's).
 - `predicted`: capacity and cost of one replica on the `multi-turn-chat` use case (512 prompt / 256
   output tokens) under continuous batching. With TTFT or ITL bounds in `spec.slo`, `maxQps` is the
   highest rate meeting them at the SLO's percentile; otherwise it is the saturation rate. Output
@@ -40,7 +46,9 @@ from bakeoff_operator.api.common import (
     set_condition,
 )
 from bakeoff_operator.api.gpuclass import GPUClass
-from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus, PredictedCapacity
+from bakeoff_operator.api.modelvariant import Engine, ModelVariant, ModelVariantStatus, PredictedCapacity
+from bakeoff_operator.planning.children import KSERVE_POD_LABEL, ChildrenState
+from bakeoff_operator.planning.deployment import Target, VariantDeployment, plan_deployment
 from bakeoff_operator.planning.sizing import Cause, Sizing, size_variant
 
 # The ModelVariant SLO has no workload field, so every variant is predicted on the same use case: the
@@ -49,13 +57,7 @@ PREDICTION_WORKLOAD: Final = "multi-turn-chat"
 PREDICTION_MODE: Final = "async"
 
 # Reasons this module writes that `api.common.Reason` does not define.
-NOT_DEPLOYED: Final = "NotDeployed"
 RUNS_NOT_SCHEDULED: Final = "RunsNotScheduled"
-
-NOT_DEPLOYED_MESSAGE: Final = (
-    "not deployed: Bakeoff does not create the KServe ServingRuntime and InferenceService yet (that comes in a "
-    "later release); this status shows the sizing and the predicted capacity and cost only"
-)
 RUNS_NOT_SCHEDULED_MESSAGE: Final = (
     "no run scheduled: Bakeoff does not start load-test runs (scheduled Locust Jobs) in the cluster yet (that comes "
     "in a later release); `bakeoff run <file>` runs this bake-off on one machine"
@@ -64,7 +66,8 @@ RUNS_NOT_SCHEDULED_MESSAGE: Final = (
 # Status fields of a ModelVariant this module owns; a merge patch sets each one, null when absent, so a
 # value that no longer holds (a GPU class that stopped fitting) is removed rather than left behind.
 OWNED_VARIANT_FIELDS: Final = ("observedGeneration", "conditions", "resolvedGPUClass", "tensorParallelSize",
-                               "formatExecution", "predicted")  # fmt: skip
+                               "formatExecution", "predicted", "endpoint", "replicas", "readyReplicas",
+                               "replicasReady", "selector")  # fmt: skip
 OWNED_BAKEOFF_FIELDS: Final = ("observedGeneration", "conditions")
 
 
@@ -161,35 +164,118 @@ def predicted_capacity(mv: ModelVariant, sizing: Sizing) -> PredictedCapacity | 
     )
 
 
+_REFUSAL_REASONS: Final[dict[Cause, str]] = {
+    Cause.UNKNOWN_GPU_CLASS: Reason.UNKNOWN_GPU_CLASS,
+    Cause.FORMAT_UNSUPPORTED: Reason.FORMAT_UNSUPPORTED,
+    Cause.DOES_NOT_FIT: Reason.DOES_NOT_FIT,
+    Cause.INVALID_SPEC: Reason.INVALID_SPEC,
+    Cause.FITS: Reason.INVALID_SPEC,
+}
+
+
+def _ready(deployment: VariantDeployment, children: ChildrenState) -> tuple[bool, str, str]:
+    if not deployment.deployable:
+        return False, _REFUSAL_REASONS[deployment.cause], f"nothing deployed: {deployment.reason}"
+    if children.dependency_missing:
+        return False, Reason.DEPENDENCY_MISSING, f"nothing deployed: {children.dependency_missing}"
+    if children.apply_error:
+        return False, Reason.CHILD_REJECTED, f"the API server refused a child: {children.apply_error}"
+    if not children.deployed:
+        return False, Reason.PROGRESSING, "the InferenceService is not created yet"
+    where = f" at {children.endpoint}" if children.endpoint else ""
+    if children.desired_replicas == 0:
+        return False, Reason.SCALED_TO_ZERO, "scaled to zero: no replica runs until load arrives"
+    if children.ready_replicas > 0:
+        return (
+            True,
+            Reason.ENDPOINT_READY,
+            (f"{children.ready_replicas}/{children.desired_replicas} replicas ready{where}"),
+        )
+    if children.failed_containers:
+        return False, Reason.RUNTIME_FAILED, "no replica ready: " + "; ".join(children.failed_containers)
+    if children.unschedulable:
+        return False, Reason.PROGRESSING, f"no replica ready: waiting to be placed: {children.unschedulable[0]}"
+    return False, Reason.PROGRESSING, f"no replica ready yet (0/{children.desired_replicas}): starting"
+
+
+def _scheduled(children: ChildrenState) -> tuple[bool, str, str]:
+    if children.unschedulable:
+        reason = Reason.INSUFFICIENT_GPU if children.insufficient_gpu else Reason.UNSCHEDULABLE
+        waiting = len(children.unschedulable)
+        return False, reason, f"{waiting} replica(s) cannot be placed: {children.unschedulable[0]}"
+    return True, Reason.GPUS_AVAILABLE, f"every replica is placed ({children.replicas} pod(s))"
+
+
 def variant_status(
     mv: ModelVariant,
-    sizing: Sizing,
+    deployment: VariantDeployment,
+    children: ChildrenState,
     generation: int | None,
     now: datetime,
 ) -> ModelVariantStatus:
-    """The status `mv` should have: `mv.status` with the fields this module owns recomputed.
+    """The status `mv` should have: `mv.status` with the fields this module owns recomputed from the
+    deployment plan and what the cluster shows of its children.
 
-    Fields owned by others (endpoint, replicas, live cost) are carried over untouched.
+    Fields owned by others (the live cost per 1M tokens) are carried over untouched.
     """
+    sizing = deployment.sizing
     old = mv.status or ModelVariantStatus()
-    reason = fits_reason(sizing)
-    fits = _condition(ConditionType.FITS, sizing.fits, reason, sizing.reason, generation=generation, now=now)
-    ready = _condition(ConditionType.READY, False, NOT_DEPLOYED, NOT_DEPLOYED_MESSAGE, generation=generation, now=now)
+
+    def condition(type_: str, verdict: tuple[bool, str, str]) -> Condition:
+        return _condition(type_, *verdict, generation=generation, now=now)
+
+    fits = condition(ConditionType.FITS, (sizing.fits, fits_reason(sizing), sizing.reason))
+    ready = condition(ConditionType.READY, _ready(deployment, children))
+    conditions = _with(old.conditions, fits, ready)
+    live = deployment.deployable and children.deployed
+    if live:
+        conditions = _with(conditions, condition(ConditionType.SCHEDULED, _scheduled(children)))
+        ready_of = f"{children.ready_replicas} of {children.desired_replicas} replicas ready"
+        degraded = (
+            (True, Reason.REPLICAS_UNAVAILABLE, ready_of)
+            if children.ready_replicas < children.desired_replicas
+            else (False, Reason.AS_EXPECTED, "every desired replica is ready")
+        )
+        conditions = _with(conditions, condition(ConditionType.DEGRADED, degraded))
+    else:
+        conditions = [c for c in conditions if c.type not in (ConditionType.SCHEDULED, ConditionType.DEGRADED)]
     return old.model_copy(
         update={
             "observed_generation": generation,
-            "conditions": _with(old.conditions, fits, ready),
+            "conditions": conditions,
             "resolved_gpu_class": sizing.gpu_class,
             "tensor_parallel_size": sizing.tensor_parallel,
             "format_execution": sizing.execution if sizing.fits else None,
             "predicted": predicted_capacity(mv, sizing),
+            "endpoint": children.endpoint if live else None,
+            "replicas": children.replicas if live else None,
+            "ready_replicas": children.ready_replicas if live else None,
+            "replicas_ready": f"{children.ready_replicas}/{children.desired_replicas}" if live else None,
+            "selector": f"{KSERVE_POD_LABEL}={mv.metadata.name}" if live else None,
         }
     )
 
 
-def desired_variant_status(mv: ModelVariant, catalog: GPUCatalog, now: datetime) -> ModelVariantStatus:
-    """Size `mv` on `catalog` and give the status that says so."""
-    return variant_status(mv, size_for_status(mv, catalog), mv.metadata.generation, now)
+def plan_for_status(mv: ModelVariant, catalog: GPUCatalog, default_engine: Engine = Engine.VLLM) -> VariantDeployment:
+    """The cluster deployment of `mv`, priced on the prediction workload at on-demand prices."""
+    return plan_deployment(
+        mv,
+        catalog,
+        Target.KSERVE,
+        engine=mv.spec.engine or default_engine,
+        workload=prediction_workload(mv),
+        mode=PREDICTION_MODE,
+        spot=False,
+    )
+
+
+def desired_variant_status(
+    mv: ModelVariant, catalog: GPUCatalog, now: datetime, children: ChildrenState | None = None
+) -> ModelVariantStatus:
+    """Plan `mv` on `catalog` and give the status that says so (nothing deployed when `children` is None)."""
+    deployment = plan_for_status(mv, catalog)
+    observed = children if children is not None else ChildrenState(deployed=False)
+    return variant_status(mv, deployment, observed, mv.metadata.generation, now)
 
 
 def invalid_variant_status(

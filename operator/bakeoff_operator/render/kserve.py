@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bakeoff_operator.api.common import API_VERSION
 from bakeoff_operator.api.gpuclass import Toleration
 from bakeoff_operator.api.modelvariant import Engine
+from bakeoff_operator.planning.children import KSERVE_POD_LABEL
 from bakeoff_operator.planning.deployment import VariantDeployment
 
 KSERVE_GROUP: Final = "serving.kserve.io"
@@ -49,8 +50,6 @@ MANAGED_BY: Final = "bakeoff-operator"
 ANNOTATION_SPEC_HASH: Final = "bakeoff.dev/spec-hash"
 ANNOTATION_DEPLOYMENT_MODE: Final = "serving.kserve.io/deploymentMode"
 ANNOTATION_AUTOSCALER_CLASS: Final = "serving.kserve.io/autoscalerClass"
-# KServe labels every predictor pod with its InferenceService's name.
-KSERVE_POD_LABEL: Final = "serving.kserve.io/inferenceservice"
 SIM_VARIANT_ENV: Final = "BAKEOFF_SIM_VARIANT"
 
 
@@ -150,9 +149,18 @@ def spec_hash(*specs: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def runtime_name(variant: str) -> str:
-    """The ServingRuntime of a variant: one per variant, named after it."""
-    return variant
+RUNTIME_HASH_CHARS: Final = 10
+
+
+def runtime_name(variant: str, digest: str) -> str:
+    """The ServingRuntime of one rendering of a variant: the variant's name and the spec hash.
+
+    KServe re-renders an InferenceService's Deployment when its ServingRuntime changes, and again when
+    the InferenceService changes: editing one runtime in place would roll the replicas twice. A new
+    runtime per spec, named in the InferenceService together with the new pod annotation, is one
+    change, one rollout; the operator then deletes the runtimes of earlier renderings.
+    """
+    return f"{variant[: 62 - RUNTIME_HASH_CHARS]}-{digest[:RUNTIME_HASH_CHARS]}"
 
 
 def labels_for(deployment: VariantDeployment, model_label: str | None, engine: Engine) -> dict[str, str]:
@@ -187,7 +195,7 @@ def _runtime_container(deployment: VariantDeployment, settings: RenderSettings, 
         args = [f"--host={LISTEN_HOST}", f"--port={PORT}", f"--variant-env={SIM_VARIANT_ENV}"]
         env = {SIM_VARIANT_ENV: deployment.variant.model_dump_json()}
     else:
-        image = settings.vllm_image
+        image = deployment.image or settings.vllm_image
         command = ["vllm", "serve"]
         args = deployment.launch.serve_args(LISTEN_HOST, PORT)
         env = dict(deployment.launch.env)
@@ -261,7 +269,6 @@ def render_children(
     }
     model: dict[str, Any] = {
         "modelFormat": {"name": MODEL_FORMAT},
-        "runtime": runtime_name(deployment.name),
         "resources": _resources(deployment, settings, placement, engine),
     }
     if engine is Engine.VLLM and deployment.model.storage_uri:
@@ -278,6 +285,7 @@ def render_children(
     # rollout); a change of the replica count is not.
     predictor["labels"] = labels
     predictor["annotations"] = {ANNOTATION_SPEC_HASH: digest}
+    model["runtime"] = runtime_name(deployment.name, digest)
     annotations = {
         ANNOTATION_AUTOSCALER_CLASS: "none",
         ANNOTATION_DEPLOYMENT_MODE: "Standard",
@@ -288,7 +296,7 @@ def render_children(
         "apiVersion": SERVING_RUNTIME_API,
         "kind": "ServingRuntime",
         "metadata": {
-            "name": runtime_name(deployment.name),
+            "name": runtime_name(deployment.name, digest),
             **meta,
             "annotations": {ANNOTATION_SPEC_HASH: digest},
         },
