@@ -2,6 +2,6 @@
 controller manager, kube-scheduler and kwok fake GPU nodes (hack/build-tools.sh,
 hack/build-kserve.sh, hack/fetch-crds.sh)."""
 
-from tests.support.fixtures import e2e_cluster, e2e_namespace
+from tests.support.fixtures import e2e_cluster, e2e_namespace, helm_binary
 
-__all__ = ["e2e_cluster", "e2e_namespace"]
+__all__ = ["e2e_cluster", "e2e_namespace", "helm_binary"]

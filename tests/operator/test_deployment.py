@@ -131,6 +131,16 @@ def test_a_refused_source_deploys_nothing_and_says_why() -> None:
     assert "spec.model.source" in d.refusal
 
 
+def test_a_name_too_long_for_kserves_host_name_deploys_nothing() -> None:
+    body = variant(name="a-very-long-variant-name-for-llama-8b-fp8-h100")
+    body["metadata"]["namespace"] = "team-inference-prod"
+    d = plan_deployment(ModelVariant.model_validate(body), default_catalog(), Target.KSERVE)
+    assert not d.deployable
+    assert d.refusal is not None
+    assert "shorten the variant's name to at most 33 characters" in d.refusal
+    assert plan_deployment(ModelVariant.model_validate(body), default_catalog(), Target.LOCAL).deployable
+
+
 # --- the launch ---------------------------------------------------------------------------------------------
 def test_extra_args_reach_the_launch_and_the_model_is_what_vllm_loads() -> None:
     mv = model_variant(gpuClass="h100", serving={"extraArgs": ["--long-prefill-token-threshold", "512"]})

@@ -110,6 +110,23 @@ class VariantDeployment(BaseModel):
         return self.refusal or self.sizing.reason
 
 
+# KServe names the predictor's host `<name>-predictor-<namespace>` (one DNS label, at most 63 characters);
+# a longer one gets no Deployment, and only KServe's log says why.
+PREDICTOR_INFIX: Final = "-predictor-"
+DNS_LABEL_MAX: Final = 63
+
+
+def _host_name_problem(name: str, namespace: str | None) -> str | None:
+    host = f"{name}{PREDICTOR_INFIX}{namespace or ''}"
+    if len(host) <= DNS_LABEL_MAX:
+        return None
+    room = DNS_LABEL_MAX - len(PREDICTOR_INFIX) - len(namespace or "")
+    return (
+        f"metadata.name: KServe names this variant's predictor host {host!r} ({len(host)} characters), which must fit "
+        f"in {DNS_LABEL_MAX}; shorten the variant's name to at most {room} characters in namespace {namespace}"
+    )
+
+
 def plan_deployment(
     mv: ModelVariant,
     catalog: GPUCatalog,
@@ -132,6 +149,9 @@ def plan_deployment(
     }
     if not sizing.fits or sizing.variant is None:
         return VariantDeployment(**base, refusal=sizing.reason, cause=sizing.cause)
+    too_long = _host_name_problem(mv.metadata.name, mv.metadata.namespace) if target is Target.KSERVE else None
+    if too_long is not None:
+        return VariantDeployment(**base, refusal=too_long, cause=Cause.INVALID_SPEC)
     try:
         location = locate_model(mv.spec.model.source, mv.spec.model.revision, target, engine)
     except ModelSourceError as err:
