@@ -24,6 +24,7 @@ from bakeoff_runtime.formats import (
 from bakeoff_runtime.gpus import GPUSpec
 
 MAX_TENSOR_PARALLEL = 64
+MAX_PIPELINE_PARALLEL = 64
 _NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
@@ -63,7 +64,16 @@ class Variant(BaseModel):
         description="SSM state element type for hybrids; None takes the architecture's recommendation.",
     )
     gpu: GPUSpec = Field(description="GPU class every tensor-parallel rank runs on.")
-    tensor_parallel: int = Field(default=1, ge=1, le=MAX_TENSOR_PARALLEL, description="GPUs per replica.")
+    tensor_parallel: int = Field(
+        default=1, ge=1, le=MAX_TENSOR_PARALLEL, description="GPUs each layer is split across (within one node)."
+    )
+    pipeline_parallel: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_PIPELINE_PARALLEL,
+        description="Pipeline stages, each a contiguous slice of the layers on its own tensor-parallel group; "
+        "vLLM places stages on separate nodes, so a variant with more than one is a multi-node variant.",
+    )
     max_model_len: int = Field(default=8192, ge=16, le=10_485_760, description="Longest prompt + output, tokens.")
     max_num_seqs: int = Field(default=256, ge=1, le=65536, description="Most sequences in one engine step.")
     max_num_batched_tokens: int = Field(
@@ -90,6 +100,11 @@ class Variant(BaseModel):
             raise ValueError(
                 f"tensor_parallel {tp} must divide the {heads} attention heads of {self.architecture.name}; "
                 f"choose one of {', '.join(str(t) for t in valid_tensor_parallel_sizes(self.architecture))}"
+            )
+        if self.pipeline_parallel > self.architecture.num_layers:
+            raise ValueError(
+                f"pipeline_parallel {self.pipeline_parallel} exceeds the {self.architecture.num_layers} layers of "
+                f"{self.architecture.name}: every stage needs at least one layer"
             )
         if self.online_quantization and FORMATS[self.format].vllm_quantization is None:
             online = [f.value for f, spec in FORMATS.items() if spec.vllm_quantization]
@@ -139,12 +154,19 @@ class Variant(BaseModel):
 
     @property
     def num_gpus(self) -> int:
-        return self.tensor_parallel
+        """GPUs per replica: tensor-parallel size x pipeline stages."""
+        return self.tensor_parallel * self.pipeline_parallel
+
+    @property
+    def multi_node(self) -> bool:
+        """More than one pipeline stage: vLLM runs the stages on separate nodes (a Ray cluster, or a
+        leader/worker group in KServe)."""
+        return self.pipeline_parallel > 1
 
     def hourly_price(self, price_per_gpu_hour: float | None = None, spot: bool = False) -> float:
         """USD per hour for the whole replica (all its GPUs)."""
         per_gpu = self.gpu.hourly_price(spot) if price_per_gpu_hour is None else price_per_gpu_hour
-        return per_gpu * self.tensor_parallel
+        return per_gpu * self.num_gpus
 
 
 def valid_tensor_parallel_sizes(arch: Architecture, limit: int = MAX_TENSOR_PARALLEL) -> list[int]:
