@@ -1,4 +1,5 @@
-"""GPU classes as data: memory, bandwidth, dense peak per dtype, compute capability and price.
+"""GPU classes as data: memory, bandwidth, dense peak per dtype, compute capability, GPUs per node and
+the links between them, and price.
 
 The default catalog ships as `data/gpu_catalog.json`; prices are inputs (chart values and `GPUClass`
 resources override them), never constants in the code that uses them.
@@ -44,6 +45,19 @@ class GPUSpec(BaseModel):
     compute_capability: float = Field(ge=7.0, le=15.0, description="CUDA compute capability, e.g. 9.0.")
     interconnect_gbps: float = Field(
         default=64, gt=0, description="GPU-to-GPU bandwidth per direction, GB/s (NVLink or PCIe)."
+    )
+    gpus_per_node: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="GPUs of this class in one node: the widest tensor-parallel group on the interconnect; "
+        "larger replicas span nodes as pipeline stages.",
+    )
+    inter_node_gbps: float = Field(
+        default=25,
+        gt=0,
+        le=100_000,
+        description="Network bandwidth per GPU between nodes, GB/s per direction (GPUDirect RDMA NICs).",
     )
     price_per_gpu_hour: GPUPrice = Field(description="Price inputs, USD per GPU-hour.")
 

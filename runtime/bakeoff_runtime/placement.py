@@ -12,9 +12,12 @@ placement and the same prediction wherever it is asked about.
   to the weights). A workload longer than a deployed variant's length is refused by the bake-off plan.
 - `max_num_batched_tokens`: what the variant sets, else `max_model_len` clamped to 8192..16384 (vLLM
   V1's chunked-prefill budget on large GPUs is 8192; a long context gets a larger chunk).
-- tensor parallelism: what the variant sets, else the fewest GPUs (a power of two dividing the heads,
-  at most `MAX_AUTO_TENSOR_PARALLEL`, one node) at which weights, reserve and one full-length sequence
-  fit.
+- parallelism: tensor parallel inside a node, pipeline parallel across nodes, as vLLM runs a model
+  too large for one node. Given a GPU count, up to the GPU class's `gpus_per_node` it is the
+  tensor-parallel size; beyond, one node's worth of GPUs per pipeline stage (16 H100s: 2 stages of
+  8). Else the fewest GPUs that fit weights, reserve and one full-length sequence: a power of two
+  dividing the heads up to one node, then whole nodes as pipeline stages, up to
+  `MAX_AUTO_PIPELINE_PARALLEL` of them. A variant with more than one stage is a multi-node variant.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff_runtime.memory import MemoryPlan, min_tensor_parallel, plan_memory
-from bakeoff_runtime.variant import Variant
+from bakeoff_runtime.variant import Variant, valid_tensor_parallel_sizes
 
 DEFAULT_MAX_MODEL_LEN: Final = 8192
 MIN_BATCHED_TOKENS: Final = 8192
 MAX_DEFAULT_BATCHED_TOKENS: Final = 16384
-MAX_AUTO_TENSOR_PARALLEL: Final = 8
+MAX_AUTO_PIPELINE_PARALLEL: Final = 4  # nodes: beyond, pipeline bubbles and the network dominate
 
 
 KV_BLOCK_TOKENS: Final = 16
@@ -49,7 +52,8 @@ def default_max_num_batched_tokens(max_model_len: int) -> int:
 
 
 class Placement(BaseModel):
-    """A variant placed on `tensor_parallel` GPUs of its class, or why it cannot be."""
+    """A variant placed on GPUs of its class (tensor parallel in a node, pipeline stages across nodes), or
+    why it cannot be."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,35 +61,83 @@ class Placement(BaseModel):
     variant: Variant = Field(description="The variant at the chosen (or, when nothing fits, the largest tried) size.")
     memory: MemoryPlan
     reason: str = Field(description="Why it fits, or why not and what to change.")
-    auto: bool = Field(description="The tensor-parallel size was chosen by the policy, not given.")
+    auto: bool = Field(description="The size was chosen by the policy, not given.")
+
+    @property
+    def multi_node(self) -> bool:
+        return self.variant.multi_node
+
+
+def node_tensor_parallel(base: Variant) -> int:
+    """The widest tensor-parallel group inside one node of the variant's GPU class."""
+    return valid_tensor_parallel_sizes(base.architecture, base.gpu.gpus_per_node)[-1]
+
+
+def split_across_nodes(base: Variant, gpus: int) -> tuple[int, int]:
+    """(tensor parallel, pipeline stages) for `gpus` GPUs: one node's GPUs per stage beyond one node.
+
+    Raises ValueError when `gpus` is not a whole number of nodes' tensor-parallel groups.
+    """
+    per_node = base.gpu.gpus_per_node
+    if gpus <= per_node:
+        return gpus, 1
+    tp = node_tensor_parallel(base)
+    if gpus % tp:
+        raise ValueError(
+            f"{gpus} GPUs of {base.gpu.name} span nodes of {per_node}: use a multiple of {tp} (tensor parallel "
+            f"{tp} inside each node, one pipeline stage per node)"
+        )
+    return tp, gpus // tp
 
 
 def place(base: Variant, tensor_parallel: int | None = None) -> Placement:
-    """Place `base` on its GPU class at `tensor_parallel` GPUs, or at the fewest that fit when None.
+    """Place `base` on `tensor_parallel` GPUs of its class, or on the fewest that fit when None.
 
-    Raises ValueError when a given `tensor_parallel` is one the model cannot take (heads not divisible).
+    A count above one node's GPUs runs as pipeline stages of one node each. Raises ValueError when a
+    given count is one the model cannot take (heads not divisible, not a whole number of nodes).
     """
     gpu = base.gpu.name
     if tensor_parallel is None:
-        tp = min_tensor_parallel(base, MAX_AUTO_TENSOR_PARALLEL)
-        if tp is None:
-            widest = base.model_copy(update={"tensor_parallel": MAX_AUTO_TENSOR_PARALLEL})
-            plan = plan_memory(widest)
-            reason = (
-                f"does not fit {MAX_AUTO_TENSOR_PARALLEL}x {gpu} either ({plan.reason}); choose a GPU class with more "
-                "memory, a smaller format or a shorter max model length"
-            )
-            return Placement(fits=False, variant=widest, memory=plan, reason=reason, auto=True)
-        variant = base.model_copy(update={"tensor_parallel": tp})
-    else:
-        variant = Variant.model_validate({**base.model_dump(), "tensor_parallel": tensor_parallel})
+        return _place_auto(base)
+    tp, pp = split_across_nodes(base, tensor_parallel)
+    variant = Variant.model_validate({**base.model_dump(), "tensor_parallel": tp, "pipeline_parallel": pp})
     plan = plan_memory(variant)
     if not plan.fits:
-        return Placement(fits=False, variant=variant, memory=plan, reason=plan.reason, auto=tensor_parallel is None)
+        return Placement(fits=False, variant=variant, memory=plan, reason=plan.reason, auto=False)
     return Placement(
-        fits=True,
-        variant=variant,
-        memory=plan,
-        reason=f"fits {variant.tensor_parallel}x {gpu}: {plan.reason}",
-        auto=tensor_parallel is None,
+        fits=True, variant=variant, memory=plan, reason=f"fits {_size(variant)} {gpu}: {plan.reason}", auto=False
     )
+
+
+def _size(variant: Variant) -> str:
+    if variant.multi_node:
+        return f"{variant.num_gpus}x ({variant.pipeline_parallel} pipeline stages of {variant.tensor_parallel})"
+    return f"{variant.tensor_parallel}x"
+
+
+def _place_auto(base: Variant) -> Placement:
+    gpu = base.gpu.name
+    one_stage = base.model_copy(update={"pipeline_parallel": 1})
+    tp = min_tensor_parallel(one_stage, base.gpu.gpus_per_node)
+    if tp is not None:
+        candidates = [one_stage.model_copy(update={"tensor_parallel": tp})]
+    else:
+        node_tp = node_tensor_parallel(base)
+        stages = range(2, min(MAX_AUTO_PIPELINE_PARALLEL, base.architecture.num_layers) + 1)
+        candidates = [
+            one_stage.model_copy(update={"tensor_parallel": node_tp, "pipeline_parallel": pp}) for pp in stages
+        ]
+        candidates = candidates or [one_stage.model_copy(update={"tensor_parallel": node_tp})]
+    for variant in candidates:
+        plan = plan_memory(variant)
+        if plan.fits:
+            return Placement(
+                fits=True, variant=variant, memory=plan, reason=f"fits {_size(variant)} {gpu}: {plan.reason}", auto=True
+            )
+    widest = candidates[-1]
+    plan = plan_memory(widest)
+    reason = (
+        f"does not fit {_size(widest)} {gpu} either ({plan.reason}); choose a GPU class with more "
+        "memory, a smaller format or a shorter max model length"
+    )
+    return Placement(fits=False, variant=widest, memory=plan, reason=reason, auto=True)

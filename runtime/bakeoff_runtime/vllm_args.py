@@ -159,6 +159,9 @@ def _managed_args(variant: Variant) -> dict[str, str | None]:
         "--gpu-memory-utilization": f"{variant.gpu_memory_utilization:g}",
         "--kv-cache-dtype": variant.kv_cache_dtype.value,
     }
+    if variant.pipeline_parallel > 1:
+        # Stages run on separate nodes (a multi-node variant); absent for one stage, vLLM's default.
+        args["--pipeline-parallel-size"] = str(variant.pipeline_parallel)
     if variant.model_revision:
         args["--revision"] = variant.model_revision
     method = FORMATS[variant.format].vllm_quantization

@@ -105,6 +105,21 @@ class GPUClassSpec(ApiModel):
         alias="interconnectGBps",
         description="GPU-to-GPU bandwidth per direction, GB/s (NVLink, or PCIe for cards without it).",
     )
+    gpus_per_node: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        alias="gpusPerNode",
+        description="GPUs of this class in one node: the widest tensor-parallel group; larger replicas span "
+        "nodes as pipeline stages.",
+    )
+    inter_node_gbps: float = Field(
+        default=25,
+        gt=0,
+        le=100_000,
+        alias="interNodeGBps",
+        description="Network bandwidth per GPU between nodes, GB/s per direction (GPUDirect RDMA NICs).",
+    )
     price_per_gpu_hour: GPUPricing = Field(alias="pricePerGPUHour", description="Price inputs, USD per GPU-hour.")
 
 
@@ -146,6 +161,8 @@ class GPUClass(ApiModel):
             tflops=tflops,
             compute_capability=s.compute_capability,
             interconnect_gbps=s.interconnect_gbps,
+            gpus_per_node=s.gpus_per_node,
+            inter_node_gbps=s.inter_node_gbps,
             price_per_gpu_hour=GPUPrice(on_demand=s.price_per_gpu_hour.on_demand, spot=s.price_per_gpu_hour.spot),
         )
 
@@ -172,6 +189,8 @@ def gpu_class_spec(gpu: GPUSpec) -> GPUClassSpec:
         ),
         compute_capability=gpu.compute_capability,
         interconnect_gbps=gpu.interconnect_gbps,
+        gpus_per_node=gpu.gpus_per_node,
+        inter_node_gbps=gpu.inter_node_gbps,
         price_per_gpu_hour=GPUPricing(on_demand=gpu.price_per_gpu_hour.on_demand, spot=gpu.price_per_gpu_hour.spot),
     )
 

@@ -8,7 +8,12 @@ The classes run one after another, so a step is their sum:
 * attention: max(KV bytes read and written / (bandwidth × e_kv), attention FLOPs / (peak × e_attn));
 * Mamba mixers: max(state bytes read and written / (bandwidth × e_kv), scan FLOPs / (peak × e_scan));
 * tensor parallel: one all-reduce of the hidden states after every mixer and MLP (latency + ring bytes
-  over the interconnect);
+  over NVLink inside a node, over the network when the group spans nodes);
+* pipeline parallel (stages on separate nodes): each stage holds a slice of the layers; a step's batch
+  splits into at most one micro-batch per stage, and a token of a sequence must cross every stage
+  before its next token can start, so a step lasts stages x (the slowest stage's time for one
+  micro-batch + sending its hidden states to the next node). With one sequence that is the pipeline
+  bubble: the stages run one after another;
 * fixed costs: a launch/synchronisation gap per decoder block, a per-step engine overhead and a
   per-sequence cost (scheduling, sampling, detokenisation).
 
@@ -18,10 +23,16 @@ decode step per further token.
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff_runtime.formats import FORMATS, ComputeDtype
-from bakeoff_runtime.memory import kv_bytes_per_token_per_gpu, mamba_state_bytes_per_sequence
+from bakeoff_runtime.memory import (
+    kv_bytes_per_token_per_gpu,
+    layers_per_stage,
+    mamba_state_bytes_per_sequence_per_gpu,
+)
 from bakeoff_runtime.perf.efficiency import DEFAULT_EFFICIENCY, EfficiencyFactors, KernelFamily, kernel_family
 from bakeoff_runtime.variant import Variant
 
@@ -59,6 +70,7 @@ class StepModel:
         arch = variant.architecture
         gpu = variant.gpu
         tp = variant.tensor_parallel
+        pp = variant.pipeline_parallel
         execution = variant.execution
         self.family = kernel_family(variant.format, gpu.compute_capability, execution.mode)
         spec = FORMATS[variant.format]
@@ -66,20 +78,28 @@ class StepModel:
         self._bw = gpu.bandwidth_bytes_per_s
         self._peak_bf16 = gpu.peak_flops(ComputeDtype.BF16)
         self._peak_matmul = gpu.peak_flops(compute_dtype)
-        self._body_bytes = arch.body_params * spec.weight_bytes / tp
-        self._body_flops_per_token = 2 * arch.body_params / tp
+        # Per GPU of the slowest stage (the last one, which also holds the LM head).
+        self._stages = pp
+        self._body_bytes = arch.body_params * spec.weight_bytes / tp / pp
+        self._body_flops_per_token = 2 * arch.body_params / tp / pp
         lm_params = arch.lm_head_params or arch.embedding_params  # tied: the embedding is the head
         self._lm_bytes = lm_params * spec.lm_head_bytes / tp
         self._lm_flops_per_token = 2 * lm_params / tp
         self._kv_token = kv_bytes_per_token_per_gpu(variant)
-        self._attn_flops_per_pair = 4 * arch.attention_layers * arch.num_attention_heads * arch.head_dim / tp
-        self._state_seq = mamba_state_bytes_per_sequence(variant) / tp
-        self._scan_flops_per_token = 9 * arch.mamba_layers * arch.mamba_d_inner * arch.mamba_d_state / tp
-        self._mamba_io_per_token = arch.mamba_layers * 6 * arch.mamba_d_inner * ACTIVATION_BYTES / tp
-        self._allreduces = arch.attention_layers + arch.mamba_layers + arch.mlp_layers if tp > 1 else 0
+        attention_layers = layers_per_stage(arch.attention_layers, pp)
+        mamba_layers = layers_per_stage(arch.mamba_layers, pp)
+        mlp_layers = layers_per_stage(arch.mlp_layers, pp)
+        self._attn_flops_per_pair = 4 * attention_layers * arch.num_attention_heads * arch.head_dim / tp
+        self._state_seq = mamba_state_bytes_per_sequence_per_gpu(variant)
+        self._scan_flops_per_token = 9 * mamba_layers * arch.mamba_d_inner * arch.mamba_d_state / tp
+        self._mamba_io_per_token = mamba_layers * 6 * arch.mamba_d_inner * ACTIVATION_BYTES / tp
+        self._allreduces = attention_layers + mamba_layers + mlp_layers if tp > 1 else 0
         self._ring = 2 * (tp - 1) / tp
-        self._link = gpu.interconnect_gbps * 1e9
-        self._layer_fixed = arch.num_layers * efficiency.layer_latency_s
+        # A tensor-parallel group inside one node all-reduces over NVLink; one that spans nodes is bound by
+        # each GPU's network link.
+        self._link = (gpu.interconnect_gbps if tp <= gpu.gpus_per_node else gpu.inter_node_gbps) * 1e9
+        self._network = gpu.inter_node_gbps * 1e9
+        self._layer_fixed = layers_per_stage(arch.num_layers, pp) * efficiency.layer_latency_s
 
     # --- one step ------------------------------------------------------------------------------------
     def step_time(self, shape: StepShape) -> float:
@@ -115,6 +135,28 @@ class StepModel:
         tokens = prefill + decodes
         if tokens <= 0:
             return {}
+        pp = self._stages
+        if pp == 1:
+            parts = self._stage_parts(prefill, pairs, decodes, decode_context, prefill_sequences)
+        else:
+            # At most one micro-batch per stage, and no fewer sequences per micro-batch than one.
+            sequences = decodes + (1.0 if prefill > 0 else 0.0)
+            micro = min(float(pp), max(1.0, float(math.floor(sequences))))
+            stage = self._stage_parts(
+                prefill / micro, pairs / micro, decodes / micro, decode_context / micro, prefill_sequences / micro
+            )
+            parts = {name: pp * seconds for name, seconds in stage.items()}
+            message = tokens / micro * self.variant.architecture.hidden_size * ACTIVATION_BYTES
+            hop = self.eff.allreduce_latency_s + message / (self._network * self.eff.interconnect)
+            parts["pipeline_send"] = pp * hop
+        parts["step_overhead"] = self.eff.step_overhead_s
+        return parts
+
+    def _stage_parts(
+        self, prefill: float, pairs: float, decodes: float, decode_context: float, prefill_sequences: float
+    ) -> dict[str, float]:
+        """Seconds per kernel class of one pass through the slowest stage (the whole model with one stage)."""
+        tokens = prefill + decodes
         eff = self.eff
         fam = self.family
         rows = max(tokens, MMA_MIN_ROWS)
@@ -155,7 +197,6 @@ class StepModel:
             "mamba": mamba,
             "all_reduce": comm,
             "layer_latency": self._layer_fixed,
-            "step_overhead": eff.step_overhead_s,
         }
 
     # --- one request alone -----------------------------------------------------------------------------
