@@ -59,11 +59,20 @@ class EfficiencyFactors(BaseModel):
         default={
             KernelFamily.BF16: 0.70,
             KernelFamily.W8A8: 0.66,
-            KernelFamily.MARLIN: 0.50,
-            KernelFamily.MACHETE: 0.56,
+            KernelFamily.MARLIN: 0.60,
+            KernelFamily.MACHETE: 0.70,
         },
         description="Fraction of the compute dtype's dense peak the GEMMs reach at large M (weight-only "
-        "kernels: of the 16-bit peak, after dequantizing every weight tile).",
+        "kernels: of the 16-bit peak). Machete matches FP16 GEMMs once compute-bound on Hopper; Marlin, "
+        "built for medium batches on Ampere/Ada, falls behind cuBLAS FP16 at large M.",
+    )
+    roofline_sharpness: float = Field(
+        default=2.0,
+        ge=1,
+        le=64,
+        description="How sharply a GEMM turns from memory- to compute-bound: time = (t_mem^n + t_compute^n)^(1/n). "
+        "Near the ridge no kernel overlaps weight loads, dequantization and MMAs perfectly (n = 2: sqrt(2) "
+        "of the roofline there); far from it, one bound rules.",
     )
     kv_bandwidth: float = Field(
         default=0.83, gt=0, le=1, description="Fraction of bandwidth paged attention and Mamba state updates reach."

@@ -152,6 +152,11 @@ class StepModel:
         parts["step_overhead"] = self.eff.step_overhead_s
         return parts
 
+    def _gemm(self, memory_s: float, compute_s: float) -> float:
+        """A GEMM's time from its weight-streaming and compute bounds: the roofline, rounded at the ridge."""
+        n = self.eff.roofline_sharpness
+        return float((memory_s**n + compute_s**n) ** (1 / n))
+
     def _stage_parts(
         self, prefill: float, pairs: float, decodes: float, decode_context: float, prefill_sequences: float
     ) -> dict[str, float]:
@@ -160,7 +165,7 @@ class StepModel:
         eff = self.eff
         fam = self.family
         rows = max(tokens, MMA_MIN_ROWS)
-        linear = max(
+        linear = self._gemm(
             self._body_bytes / (self._bw * eff.weight_bandwidth[fam]),
             self._body_flops_per_token * rows / (self._peak_matmul * eff.compute[fam]),
         )
@@ -168,7 +173,7 @@ class StepModel:
         lm_head = 0.0
         if sampled > 0:
             rows = max(sampled, MMA_MIN_ROWS)
-            lm_head = max(
+            lm_head = self._gemm(
                 self._lm_bytes / (self._bw * eff.weight_bandwidth[KernelFamily.BF16]),
                 self._lm_flops_per_token * rows / (self._peak_bf16 * eff.compute[KernelFamily.BF16]),
             )
