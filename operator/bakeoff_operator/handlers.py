@@ -46,7 +46,11 @@ from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
 from bakeoff_operator.api.common import DNS_LABEL, GROUP, VERSION, Condition
 from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.modelvariant import Engine, ModelVariant, ModelVariantStatus
+from bakeoff_operator.autoscaler import Autoscaler
 from bakeoff_operator.io import kube
+from bakeoff_operator.io.kube import status_lock
+from bakeoff_operator.io.metrics import OperatorMetrics
+from bakeoff_operator.io.prometheus import Prometheus
 from bakeoff_operator.planning import status as plan
 from bakeoff_operator.planning.children import KSERVE_POD_LABEL, ChildrenState
 from bakeoff_operator.planning.children import observe_children as observed_children
@@ -104,7 +108,27 @@ class OperatorConfig(BaseModel):
     namespace: str | None = Field(
         default=None, max_length=63, pattern=DNS_LABEL, description="BAKEOFF_NAMESPACE: the operator's own namespace."
     )
-    metrics_port: int = Field(default=9090, ge=1, le=65535, description="BAKEOFF_METRICS_PORT: bakeoff_* metrics.")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="BAKEOFF_METRICS_PORT: the operator's /metrics (unset: none)."
+    )
+    metrics_address: str = Field(
+        default="0.0.0.0",
+        max_length=64,
+        pattern=r"^[0-9a-fA-F.:]+$",
+        description="BAKEOFF_METRICS_ADDRESS: the address /metrics listens on.",
+    )
+    autoscale_interval_s: float = Field(
+        default=15.0, gt=0, le=3600, description="BAKEOFF_AUTOSCALE_INTERVAL_S: seconds between autoscaler rounds."
+    )
+    rate_window: str = Field(
+        default="1m", pattern=r"^[0-9]+(ms|s|m|h)$", description="BAKEOFF_RATE_WINDOW: PromQL rate() window."
+    )
+    watch_namespaces: str = Field(
+        default="",
+        max_length=4096,
+        pattern=r"^[a-z0-9,-]*$",
+        description="BAKEOFF_WATCH_NAMESPACES: comma-separated namespaces the autoscaler acts in (empty: all).",
+    )
     prometheus_url: str | None = Field(
         default=None, max_length=2048, pattern=r"^https?://[^\s]+$", description="BAKEOFF_PROMETHEUS_URL."
     )
@@ -129,6 +153,10 @@ class OperatorConfig(BaseModel):
     ENV: ClassVar[dict[str, str]] = {
         "namespace": "BAKEOFF_NAMESPACE",
         "metrics_port": "BAKEOFF_METRICS_PORT",
+        "metrics_address": "BAKEOFF_METRICS_ADDRESS",
+        "autoscale_interval_s": "BAKEOFF_AUTOSCALE_INTERVAL_S",
+        "rate_window": "BAKEOFF_RATE_WINDOW",
+        "watch_namespaces": "BAKEOFF_WATCH_NAMESPACES",
         "prometheus_url": "BAKEOFF_PROMETHEUS_URL",
         "vllm_image": "BAKEOFF_VLLM_IMAGE",
         "simulator_image": "BAKEOFF_SIMULATOR_IMAGE",
@@ -260,26 +288,6 @@ def _variants_in(index: kopf.Index[str, plan.ObservedVariant], namespace: str | 
 
 
 # --- writing status ----------------------------------------------------------------------------------------
-class _StatusLocks:
-    """One lock per (kind, namespace): a status is computed and written while holding it.
-
-    A status depends on more than its object (the GPU classes, the variants a bake-off names), and
-    kopf delivers the events of each kind on its own. Indexes are updated before any handler of the
-    event runs, so a computation that starts after another has written reads data at least as new:
-    the last write is always computed from the newest data. kopf's own `patch.status` is applied
-    after the handler returns, outside any lock, which is why handlers write through the API.
-    """
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-
-    def __call__(self, plural: str, namespace: str) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault((plural, namespace), threading.Lock())
-
-
-status_lock = _StatusLocks()
 
 
 def refresh(
@@ -493,7 +501,35 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger
     settings.posting.level = logging.WARNING
     # No finalizers: status-only work owns nothing to clean up, and kopf adds one only for deletion
     # handlers, of which there are none.
-    logger.info(f"Bakeoff operator: sizing ModelVariants and validating BakeOffs ({memo.config})")
+    config: OperatorConfig = memo.config
+    metrics = OperatorMetrics()
+    memo.metrics = metrics
+    if config.metrics_port is not None:
+        metrics.serve(config.metrics_port, config.metrics_address)
+    if config.prometheus_url:
+        autoscaler = Autoscaler(
+            Prometheus(config.prometheus_url),
+            metrics,
+            namespaces=[n for n in config.watch_namespaces.split(",") if n],
+            lease_namespace=config.namespace,
+            rate_window=config.rate_window,
+        )
+        memo.autoscaler_stop = threading.Event()
+        thread = threading.Thread(
+            target=autoscaler.run,
+            args=(memo.autoscaler_stop, config.autoscale_interval_s),
+            name="bakeoff-autoscaler",
+            daemon=True,
+        )
+        thread.start()
+    logger.info(f"Bakeoff operator: deploying ModelVariants and validating BakeOffs ({memo.config})")
+
+
+@kopf.on.cleanup()
+def stop_autoscaler(*, memo: Any, **_: Any) -> None:
+    stop = memo.get("autoscaler_stop")
+    if stop is not None:
+        stop.set()
 
 
 # --- indexes ---------------------------------------------------------------------------------------------------

@@ -106,11 +106,16 @@ def test_gpu_classes_come_from_the_catalog(helm_binary: Path, tmp_path: Path) ->
 
 def test_watch_namespaces_bind_namespaced_permissions_per_namespace(helm_binary: Path, tmp_path: Path) -> None:
     kinds = _by_kind(render(helm_binary, tmp_path, {"operator": {"watchNamespaces": ["team-a", "team-b"]}}))
-    assert sorted(rb["metadata"]["namespace"] for rb in kinds["RoleBinding"]) == ["team-a", "team-b"]
+    namespaced = [rb for rb in kinds["RoleBinding"] if rb["roleRef"]["kind"] == "ClusterRole"]
+    assert sorted(rb["metadata"]["namespace"] for rb in namespaced) == ["team-a", "team-b"]
     assert [b["roleRef"]["name"] for b in kinds["ClusterRoleBinding"]] == ["bakeoff-cluster"]
     args = kinds["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args
     assert "--all-namespaces" not in args
+    env = {
+        e["name"]: e.get("value") for e in kinds["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["BAKEOFF_WATCH_NAMESPACES"] == "team-a,team-b"
 
 
 def test_no_rbac_objects_when_disabled(helm_binary: Path, tmp_path: Path) -> None:

@@ -129,6 +129,7 @@ class ConditionType(StrEnum):
     FITS = "Fits"  # weights, KV cache and state fit the resolved GPU class at the parallelism chosen
     SCHEDULED = "Scheduled"  # GPUs of the resolved class are available for the replicas wanted
     DEGRADED = "Degraded"  # serving, but below the SLO, below the replicas wanted, or on a fallback
+    SCALING_LIMITED = "ScalingLimited"  # the autoscaler wants more replicas than it can have, or holds blind
     # BakeOff
     VARIANTS_RESOLVED = "VariantsResolved"  # every listed or selected variant exists and is Ready
     RUNNING = "Running"  # a load-test run is in progress
@@ -156,6 +157,9 @@ class Reason:
     RUNTIME_FAILED: Final = "RuntimeFailed"
     DEPENDENCY_MISSING: Final = "DependencyMissing"
     CHILD_REJECTED: Final = "ChildRejected"
+    # ScalingLimited
+    METRICS_MISSING: Final = "MetricsMissing"
+    MAX_REPLICAS: Final = "MaxReplicas"
     # Degraded
     AS_EXPECTED: Final = "AsExpected"
     SLO_VIOLATED: Final = "SLOViolated"

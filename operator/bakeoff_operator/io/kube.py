@@ -14,7 +14,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
@@ -218,3 +220,123 @@ def _plain(model: object) -> dict[str, Any]:
     """A client model as the API's own JSON (camelCase keys), like the custom-object calls return."""
     plain = api_client().sanitize_for_serialization(model)  # type: ignore[no-untyped-call]
     return dict(plain) if isinstance(plain, Mapping) else {}
+
+
+# --- status writes -------------------------------------------------------------------------------------------
+class _StatusLocks:
+    """One lock per (kind, namespace): a status is computed and written while holding it.
+
+    A status depends on more than its object (the GPU classes, the variants a bake-off names), and
+    kopf delivers the events of each kind on its own. Indexes are updated before any handler of the
+    event runs, so a computation that starts after another has written reads data at least as new:
+    the last write is always computed from the newest data. kopf's own `patch.status` is applied
+    after the handler returns, outside any lock, which is why handlers write through the API.
+    """
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def __call__(self, plural: str, namespace: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault((plural, namespace), threading.Lock())
+
+
+status_lock = _StatusLocks()
+
+
+# --- the autoscaler's reads and writes --------------------------------------------------------------------------
+def list_variants(namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """ModelVariants in `namespaces` (every namespace when empty)."""
+    api = custom_objects()
+    if not namespaces:
+        listed = api.list_cluster_custom_object(GROUP, VERSION, "modelvariants", _request_timeout=REQUEST_TIMEOUT_S)
+        return _items(listed)
+    out: list[dict[str, Any]] = []
+    for ns in namespaces:
+        listed = api.list_namespaced_custom_object(
+            GROUP, VERSION, ns, "modelvariants", _request_timeout=REQUEST_TIMEOUT_S
+        )
+        out.extend(_items(listed))
+    return out
+
+
+def _items(listed: object) -> list[dict[str, Any]]:
+    items = listed.get("items", []) if isinstance(listed, Mapping) else []
+    return [dict(i) for i in items]
+
+
+def scale_variant(namespace: str, name: str, replicas: int) -> None:
+    """Write a ModelVariant's desired replicas through its scale subresource."""
+    custom_objects().patch_namespaced_custom_object_scale(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelvariants",
+        name,
+        {"spec": {"replicas": replicas}},
+        field_manager=FIELD_MANAGER,
+        _content_type=MERGE_PATCH,
+        _request_timeout=REQUEST_TIMEOUT_S,
+    )
+
+
+def list_nodes() -> list[dict[str, Any]]:
+    core = client.CoreV1Api(api_client())
+    return [_plain(n) for n in core.list_node(_request_timeout=REQUEST_TIMEOUT_S).items]
+
+
+def list_all_pods() -> list[dict[str, Any]]:
+    """Pods of every namespace that hold or wait for resources (not Succeeded or Failed)."""
+    core = client.CoreV1Api(api_client())
+    pods = core.list_pod_for_all_namespaces(
+        field_selector="status.phase!=Succeeded,status.phase!=Failed", _request_timeout=REQUEST_TIMEOUT_S
+    )
+    return [_plain(p) for p in pods.items]
+
+
+def hold_lease(namespace: str, name: str, identity: str, lease_s: int) -> bool:
+    """Acquire or renew a coordination.k8s.io Lease; True while this identity holds it.
+
+    Optimistic: a write against a stale resourceVersion is refused by the API server, so two
+    contenders never both believe they hold it."""
+    coordination = client.CoordinationV1Api(api_client())
+    now = datetime.now(UTC)
+    try:
+        lease = coordination.read_namespaced_lease(name, namespace, _request_timeout=REQUEST_TIMEOUT_S)
+    except client.ApiException as err:
+        if err.status != 404:
+            raise
+        body = client.V1Lease(
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace),
+            spec=client.V1LeaseSpec(
+                holder_identity=identity, lease_duration_seconds=lease_s, acquire_time=now, renew_time=now
+            ),
+        )
+        try:
+            coordination.create_namespaced_lease(namespace, body, _request_timeout=REQUEST_TIMEOUT_S)
+        except client.ApiException as create_err:
+            if create_err.status == 409:
+                return False
+            raise
+        return True
+    spec = lease.spec or client.V1LeaseSpec()
+    lease.spec = spec
+    held_by_other = spec.holder_identity not in (None, "", identity)
+    renewed = spec.renew_time or spec.acquire_time
+    expired = renewed is None or (now - renewed).total_seconds() > (spec.lease_duration_seconds or lease_s)
+    if held_by_other and not expired:
+        return False
+    if spec.holder_identity != identity:
+        spec.acquire_time = now
+        spec.lease_transitions = (spec.lease_transitions or 0) + 1
+    spec.holder_identity = identity
+    spec.lease_duration_seconds = lease_s
+    spec.renew_time = now
+    try:
+        coordination.replace_namespaced_lease(name, namespace, lease, _request_timeout=REQUEST_TIMEOUT_S)
+    except client.ApiException as err:
+        if err.status == 409:
+            return False
+        raise
+    return True

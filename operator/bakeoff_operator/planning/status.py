@@ -256,6 +256,14 @@ def variant_status(
     )
 
 
+def with_scaling_condition(
+    status: ModelVariantStatus, verdict: tuple[bool, str, str], *, generation: int | None, now: datetime
+) -> ModelVariantStatus:
+    """`status` with the autoscaler's `ScalingLimited` condition set (the other conditions untouched)."""
+    c = _condition(ConditionType.SCALING_LIMITED, *verdict, generation=generation, now=now)
+    return status.model_copy(update={"conditions": _with(status.conditions, c)})
+
+
 def plan_for_status(mv: ModelVariant, catalog: GPUCatalog, default_engine: Engine = Engine.VLLM) -> VariantDeployment:
     """The cluster deployment of `mv`, priced on the prediction workload at on-demand prices."""
     return plan_deployment(

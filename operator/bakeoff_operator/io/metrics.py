@@ -1,0 +1,66 @@
+"""The operator's own `/metrics` (its own registry): desired replicas, capacity per replica, live cost
+per 1M output tokens and the autoscaler's decisions, per variant."""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+VARIANT: Final = ("namespace", "variant")
+
+
+class OperatorMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.desired_replicas = Gauge(
+            "bakeoff_desired_replicas", "Replicas the autoscaler wants for the variant.", VARIANT, registry=r
+        )
+        self.capacity = Gauge(
+            "bakeoff_replica_capacity_tokens_per_second",
+            "Output tokens/s one replica carries within its SLO (source: measured or predicted).",
+            (*VARIANT, "source"),
+            registry=r,
+        )
+        self.cost = Gauge(
+            "bakeoff_cost_per_1m_output_tokens_usd",
+            "Live USD per 1M output tokens: replicas x GPUs x price per GPU-hour / output tokens per hour x 1e6.",
+            (*VARIANT, "gpu_class"),
+            registry=r,
+        )
+        self.price = Gauge(
+            "bakeoff_gpu_price_per_hour_usd", "On-demand USD per GPU-hour of a GPU class.", ("gpu_class",), registry=r
+        )
+        self.decision = Gauge(
+            "bakeoff_autoscaler_decision",
+            "1 for the reason of the variant's last autoscaling decision (limit: none, InsufficientGPU, ...).",
+            (*VARIANT, "limit", "reason"),
+            registry=r,
+        )
+        self.scaling_limited = Gauge(
+            "bakeoff_scaling_limited",
+            "1 while the variant gets fewer replicas than it wants (reason InsufficientGPU, MaxReplicas) or holds "
+            "blind (MetricsMissing).",
+            (*VARIANT, "reason"),
+            registry=r,
+        )
+        self.metrics_available = Gauge(
+            "bakeoff_autoscaler_metrics_available", "1 when the last Prometheus read succeeded.", registry=r
+        )
+        self.leader = Gauge("bakeoff_autoscaler_leader", "1 while this operator replica acts.", registry=r)
+        self._reasons: dict[tuple[str, str], tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def set_decision(self, namespace: str, variant: str, limit: str, reason: str) -> None:
+        """One series per variant: the previous reason's series is removed."""
+        with self._lock:
+            old = self._reasons.get((namespace, variant))
+            if old is not None and old != (limit, reason):
+                self.decision.remove(namespace, variant, *old)
+            self._reasons[(namespace, variant)] = (limit, reason)
+            self.decision.labels(namespace, variant, limit, reason).set(1)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        start_http_server(port, addr=addr, registry=self.registry)
