@@ -44,6 +44,7 @@ MANAGED_FLAGS: dict[str, str] = {
     "--model": "model_source",
     "--no-enable-chunked-prefill": "enable_chunked_prefill",
     "--no-enable-prefix-caching": "enable_prefix_caching",
+    "--pipeline-parallel-size": "pipeline_parallel",
     "--port": "listener",
     "--quantization": "online_quantization",
     "--revision": "model_revision",

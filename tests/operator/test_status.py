@@ -140,7 +140,7 @@ FITS_CASES: list[tuple[str, ModelVariant, GPUCatalog, bool, str, str]] = [
         plan.cluster_catalog([gpu_class("tiny", memory=8.0)], base=GPUCatalog(gpus=[])),
         False,
         Reason.DOES_NOT_FIT,
-        "does not fit 8x tiny",
+        "does not fit 32x (4 pipeline stages of 8) tiny",
     ),
 ]
 

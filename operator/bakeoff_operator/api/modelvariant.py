@@ -69,6 +69,7 @@ VARIANT_FIELD_SOURCES: Final[dict[str, str]] = {
     "model_revision": "spec.model.revision",
     "model_source": "spec.model.source",
     "online_quantization": "spec.format",
+    "pipeline_parallel": "the operator (pipeline stages across nodes, from the GPU class's GPUs per node)",
     "served_model_name": "spec.model.servedName",
     "tensor_parallel": "spec.tensorParallelSize",
 }

@@ -149,6 +149,15 @@ def plan_deployment(
     }
     if not sizing.fits or sizing.variant is None:
         return VariantDeployment(**base, refusal=sizing.reason, cause=sizing.cause)
+    if sizing.variant.multi_node and target is Target.KSERVE:
+        stages = sizing.variant.pipeline_parallel
+        refusal = (
+            f"needs {sizing.variant.num_gpus} GPUs in {stages} pipeline stages across nodes; Bakeoff deploys one "
+            "node per replica on KServe (a multi-node replica needs a Ray cluster per replica, e.g. KServe's "
+            "LLMInferenceService with worker pods): choose a GPU class with more memory, a smaller format, or "
+            "a shorter serving.maxModelLen"
+        )
+        return VariantDeployment(**base, refusal=refusal, cause=Cause.DOES_NOT_FIT)
     too_long = _host_name_problem(mv.metadata.name, mv.metadata.namespace) if target is Target.KSERVE else None
     if too_long is not None:
         return VariantDeployment(**base, refusal=too_long, cause=Cause.INVALID_SPEC)
