@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: venv demo test test-deps lint generate bench
+.PHONY: venv demo test test-deps lint generate bench playground
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,15 @@ venv: $(VENV)/.installed
 # The main job: a local bake-off of the quickstart variants on Bakeoff's simulator (no cluster, no GPU).
 demo: venv
 	$(VENV)/bin/bakeoff run examples/quickstart.yaml
+
+# The whole Kubernetes loop on this machine, no GPU (README "The playground"); Ctrl-C stops it.
+# Builds what it needs first (cached). PLAYGROUND_ARGS="--apply examples/quickstart.yaml" applies a file once up.
+playground: venv
+	bash hack/build-tools.sh >/dev/null
+	bash hack/build-kserve.sh >/dev/null
+	bash hack/fetch-crds.sh >/dev/null
+	bash hack/build-prometheus.sh >/dev/null
+	$(PY) -m tests.support.playground $(PLAYGROUND_ARGS)
 
 # Regenerate CRDs, chart values/schema and the API reference from the Python models.
 generate: venv
