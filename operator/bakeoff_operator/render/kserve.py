@@ -317,7 +317,21 @@ def render_children(
                 "metadata": {"name": deployment.name, **meta},
                 "spec": {
                     "selector": {"matchLabels": {KSERVE_POD_LABEL: deployment.name}},
-                    "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+                    "podMetricsEndpoints": [
+                        {
+                            "port": "http",
+                            "path": "/metrics",
+                            "interval": "15s",
+                            # The autoscaler, rules and dashboards select a variant's series by `variant`.
+                            "relabelings": [
+                                {
+                                    "sourceLabels": ["__meta_kubernetes_pod_label_bakeoff_dev_variant"],
+                                    "targetLabel": "variant",
+                                    "action": "replace",
+                                }
+                            ],
+                        }
+                    ],
                 },
             }
         )
