@@ -1,24 +1,36 @@
 """``bakeoff loadtest``: run a load test of one variant and write results and a report.
 
 ``add_parser(subparsers)`` registers the sub-command on a parent parser; ``python -m
-bakeoff_loadtest.cli loadtest ...`` runs it alone. Exit status: 0 done, 1 the run ended early
-(results so far are written), 2 bad flags or values.
+bakeoff_loadtest.cli loadtest ...`` runs it alone. Exit status: 0 done; 1 the run failed: a load point
+had no successful request or the run ended early (results so far are written, the first failure's
+cause is printed); 2 bad flags or values, an unwritable ``--out``, a busy ``--metrics-port`` (found
+before any load runs); 130 interrupted by SIGINT or SIGTERM (the load stops, what it measured is
+written and marked ``interrupted``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import socket
 import sys
+import tempfile
 from pathlib import Path
+from typing import Final
 
 from bakeoff_runtime.cost import CostInputs
 from bakeoff_runtime.workloads import LengthDistribution, LengthKind, LoadMode, UseCase, Workload, use_case_workload
 from pydantic import ValidationError
 
-from bakeoff_loadtest.result_files import write_results
-from bakeoff_loadtest.results import RunResult
+from bakeoff_loadtest.result_files import stem, write_results
+from bakeoff_loadtest.results import LoadPoint, RunResult
 from bakeoff_loadtest.slo import SLO, Percentile
 from bakeoff_loadtest.spec import RunSpec
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1  # a load point had no successful request, or the run ended early; results are written
+EXIT_BAD_INPUT: Final = 2
+EXIT_INTERRUPTED: Final = 130  # SIGINT or SIGTERM: the load stopped, what it measured is written
 
 # pydantic field path -> the flag a user typed, so errors name what to fix.
 _FLAGS = {
@@ -240,27 +252,103 @@ def handle(a: argparse.Namespace) -> int:
     """Run the load test the flags describe; returns the exit status."""
     try:
         spec = build_spec(a)
+        _check_out(a.out)
+        if a.metrics_port is not None:
+            _check_port(a.metrics_port)
     except ValueError as e:
         print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
-        return 2
-    from bakeoff_loadtest.runner import run_spec
+        return EXIT_BAD_INPUT
+    from bakeoff_loadtest.runner import interruptible, run_spec
 
+    with interruptible() as interruption:
+        try:
+            result = run_spec(spec, out_dir=a.out, metrics_port=a.metrics_port)
+        except (RuntimeError, ValueError) as e:
+            print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        saved = _save(result, a.out, report=not a.no_report)
+    print(summary_text(result))
+    for line in failure_lines(result):
+        print(f"bakeoff loadtest: {line}", file=sys.stderr)
+    if interruption.signal is not None or result.interrupted:
+        why = result.error or f"interrupted by {interruption.signal} after the last load point"
+        where = f"results so far: {saved}" if saved is not None else "the results could not be saved"
+        print(f"bakeoff loadtest: {why}; {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if saved is None:
+        return EXIT_FAILED
+    print(f"results: {saved}")
+    if result.error:
+        print(f"bakeoff loadtest: failed: {result.error}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _check_out(out: Path) -> None:
+    """Fail before any load runs when the results cannot be written to ``out``."""
     try:
-        result = run_spec(spec, out_dir=a.out, metrics_port=a.metrics_port)
-    except (RuntimeError, ValueError) as e:
-        print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
-        return 1
-    write_results(a.out, [result])
-    if not a.no_report:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".bakeoff-write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"--out {str(out)!r}: cannot write results there ({e.strerror or e}); choose a writable directory"
+        ) from None
+
+
+def _check_port(port: int) -> None:
+    """Fail before any load runs when --metrics-port cannot be served."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--metrics-port {port}: a port is a number from 0 to 65535 (0: any free port)")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as e:
+            raise ValueError(
+                f"--metrics-port {port}: cannot listen there ({e.strerror or e}); choose a free port, or 0 for any"
+            ) from None
+
+
+def _save(result: RunResult, out: Path, *, report: bool) -> Path | None:
+    """Write the results (and the report) to ``out``; where that fails, to a file in the temporary
+    folder, so that the measurements are never lost. Returns where they are, or None."""
+    try:
+        write_results(out, [result])
+    except OSError as e:
+        print(f"bakeoff loadtest: error: cannot write results to {str(out)!r}: {e.strerror or e}", file=sys.stderr)
+        try:
+            fd, name = tempfile.mkstemp(prefix=f"bakeoff-loadtest-{stem(result)}-", suffix=".json")
+            with os.fdopen(fd, "w") as f:
+                f.write(result.model_dump_json(indent=2))
+        except OSError as again:
+            print(f"bakeoff loadtest: error: the results could not be saved anywhere: {again}", file=sys.stderr)
+            return None
+        print(f"bakeoff loadtest: the results are kept in {name}", file=sys.stderr)
+        return Path(name)
+    if report:
         from bakeoff_loadtest.report import render_report
 
-        render_report([result], a.out / "report.html")
-    print(summary_text(result))
-    print(f"results: {a.out}")
-    if result.error:
-        print(f"bakeoff loadtest: the run ended early: {result.error}", file=sys.stderr)
-        return 1
-    return 0
+        try:
+            render_report([result], out / "report.html")
+        except OSError as e:
+            print(f"bakeoff loadtest: warning: no report: cannot write {out / 'report.html'}: {e}", file=sys.stderr)
+    return out
+
+
+def failure_lines(result: RunResult) -> list[str]:
+    """Per load point with some failed requests: how many, by cause, and the first one's message."""
+    lines = []
+    for p in result.points:
+        if not p.requests_failed or not p.requests_ok:
+            continue  # a point without a success is the run's error, printed with its first failure
+        causes = ", ".join(f"{k} {v}" for k, v in p.failures_by_cause.items())
+        first = f"; first: {p.failure_examples[0]}" if p.failure_examples else ""
+        lines.append(f"{_load_label(p)}: {p.requests_failed} of {p.requests_started} requests failed ({causes}){first}")
+    return lines
+
+
+def _load_label(p: LoadPoint) -> str:
+    return f"{p.rate_rps:g}/s" if p.rate_rps is not None else f"c={p.concurrency}"
 
 
 def summary_text(result: RunResult) -> str:
@@ -275,7 +363,7 @@ def summary_text(result: RunResult) -> str:
     )
     lines = [f"{result.variant} · {result.spec.workload.name} · {result.spec.mode.value}", head]
     for p in result.points:
-        load = f"{p.rate_rps:g}/s" if p.rate_rps is not None else f"c={p.concurrency}"
+        load = _load_label(p)
         slo = "-" if p.meets_slo is None else ("yes" if p.meets_slo else "no")
         lines.append(
             f"{load:>12} {p.requests_ok:>6} {p.requests_failed:>5} {f(p.ttft_ms.p50):>9} {f(p.ttft_ms.p99):>9} "

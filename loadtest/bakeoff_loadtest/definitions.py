@@ -61,8 +61,11 @@ DEFINITIONS: dict[str, str] = {
     "failure": (
         "A request that could not connect, got a non-2xx status, got a body that is not an SSE "
         "stream, got a stream without a usage chunk, a stream cut before [DONE], an error event, or "
-        "timed out. Requests still in flight when the drain timeout ends are counted as cancelled, "
-        "not as failures."
+        "timed out, also when it was cut because the endpoint sent nothing (no response during the "
+        "load point's whole duration, or no byte on any stream for the point's duration, at least "
+        "10 s). Requests still in flight when the drain timeout ends or the run is interrupted are "
+        "counted as cancelled, not as failures. A load point in which no request succeeded is a "
+        "failure of the run, reported with its first failure's cause."
     ),
     "percentile": (
         "Linear interpolation between closest ranks (numpy's default, Hyndman-Fan type 7); the 95% "

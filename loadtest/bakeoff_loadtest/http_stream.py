@@ -85,6 +85,7 @@ class StreamClient:
             except Exception as e:
                 _fail(rec, FailureCause.CONNECTION, f"{type(e).__name__}: {e} ({point.url})")
             else:
+                point.heard(time.perf_counter())
                 rec.status_code = int(resp.status_code)
                 ctype = str(resp.get("content-type") or "")
                 if not 200 <= rec.status_code < 300:
@@ -104,8 +105,11 @@ class StreamClient:
                 rec.e2e_s = end - start
                 rec.ok = False
         except GreenletExit:
-            rec.cause = FailureCause.CANCELLED
-            rec.detail = "still in flight when the load point ended"
+            if point.cut is not None:  # the endpoint went silent: a failure, not the end of the point
+                _fail(rec, FailureCause.TIMEOUT, point.cut)
+            else:
+                rec.cause = FailureCause.CANCELLED
+                rec.detail = point.cancelled_because
             rec.ok = False
             rec.e2e_s = time.perf_counter() - start
             point.add(rec)
@@ -126,12 +130,14 @@ class StreamClient:
         readline = resp.readline
         perf = time.perf_counter
         feed = timer.feed_line
+        point = self.point
         try:
             while True:
                 line = readline(b"\n")
                 t = perf()
                 if not line:
                     return
+                point.last_heard = t
                 feed(line.rstrip(b"\r\n").decode("utf-8", "replace"), t)
                 if timer.failed:
                     return

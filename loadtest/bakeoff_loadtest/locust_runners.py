@@ -10,6 +10,7 @@ from __future__ import annotations
 import locust  # noqa: F401  first: Locust monkey-patches the standard library for gevent
 # isort: on
 
+import signal
 import socket
 import subprocess
 import sys
@@ -21,23 +22,55 @@ from typing import Any
 import gevent
 from locust.env import Environment
 
+from bakeoff_loadtest import children
 from bakeoff_loadtest.locust_users import PointHolder, user_class, users_for
 from bakeoff_loadtest.point_run import PointRun, RecordListener
 from bakeoff_loadtest.records import RequestRecord
 from bakeoff_loadtest.spec import RunSpec
 
 PointOutcome = tuple[list[RequestRecord], list[str], str | None]
+# How long a master waits for its workers' last records once the run is interrupted.
+INTERRUPT_GRACE_S = 5.0
+
+
+class Interrupt:
+    """A request to stop this process's load run (a signal, or the master's stop message to a worker):
+    the current load point ends at once, the requests in flight are cancelled, what it measured is kept."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def request(self, name: str) -> None:
+        self.signal = self.signal or name
+
+    def install(self) -> None:
+        """SIGINT and SIGTERM request the stop (in the load process, which runs one run only)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: self.request(signal.Signals(signum).name))
+
+
+INTERRUPT = Interrupt()
 
 
 def _watch(point: PointRun, warnings: list[str]) -> None:
-    """Wait until the point is done: bounds reached and nothing in flight, or the drain times out."""
+    """Wait until the point is done: bounds reached and nothing in flight, the endpoint silent (the
+    requests in flight are then cut as timeouts), the run interrupted, or the drain times out."""
     drain_end: float | None = None
     while not point.finished:
         gevent.sleep(0.01)
+        if INTERRUPT.signal is not None:
+            point.cancelled_because = f"still in flight when the run was interrupted ({INTERRUPT.signal})"
+            point.stopping = True
+            break
         if point.fatal is not None and point.in_flight == 0:
             break
         if point.exhausted:
             now = time.perf_counter()
+            cut = point.silence(now)
+            if cut is not None:
+                point.cut = cut
+                warnings.append(f"{point.in_flight} requests in flight were cut: {cut}")
+                break
             if drain_end is None:
                 drain_end = now + point.spec.drain_timeout_s
             elif now >= drain_end:
@@ -110,7 +143,7 @@ def run_point_distributed(spec: RunSpec, level: float, listeners: list[RecordLis
     env.events.worker_report.add_listener(on_worker_report)  # type: ignore[no-untyped-call]
     master.register_message("bakeoff_done", on_done)
 
-    tmp = tempfile.TemporaryDirectory(prefix="bakeoff-loadtest-")
+    tmp = tempfile.TemporaryDirectory(prefix="bakeoff-loadtest-workers-")
     spec_path = Path(tmp.name) / "spec.json"
     spec_path.write_text(spec.model_dump_json())
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
@@ -131,19 +164,30 @@ def run_point_distributed(spec: RunSpec, level: float, listeners: list[RecordLis
                 str(workers),
             ]
             with log.open("wb") as f:
-                procs.append((subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT), log))
+                # In this process's group (stopped with it) and dying with it.
+                procs.append((children.start(cmd, own_session=False, stdout=f, stderr=subprocess.STDOUT), log))
         wait_until = time.monotonic() + 60
         while len(master.clients.ready) < workers:
             gevent.sleep(0.05)
+            if INTERRUPT.signal is not None:
+                master.quit()
+                return records, warnings, None
             dead = [(p, log) for p, log in procs if p.poll() is not None]
             if dead or time.monotonic() > wait_until:
                 tail = dead[0][1].read_text()[-2000:] if dead else ""
+                master.quit()
                 return records, warnings, f"Locust workers did not connect to the master: {tail}".strip()
         n = users_for(spec, level, workers)
         master.start(n, spawn_rate=float(max(1, n) * 100))
         limit = time.monotonic() + spec.duration_s + spec.drain_timeout_s + 60
+        stop_sent = False
         while len(done) < workers:
             gevent.sleep(0.05)
+            if INTERRUPT.signal is not None and not stop_sent:
+                # The workers end the point at once and send what they measured.
+                master.send_message("bakeoff_stop", {"signal": INTERRUPT.signal})
+                stop_sent = True
+                limit = min(limit, time.monotonic() + INTERRUPT_GRACE_S)
             if time.monotonic() > limit:
                 warnings.append(f"only {len(done)} of {workers} workers reported the end of the point")
                 break
@@ -156,12 +200,12 @@ def run_point_distributed(spec: RunSpec, level: float, listeners: list[RecordLis
                 fatal = str(data["fatal"])
         master.quit()
     finally:
+        grace = INTERRUPT_GRACE_S if INTERRUPT.signal is not None else 20.0
         for p, _ in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+                children.stop(p, grace_s=1.0)
         tmp.cleanup()
     return records, warnings, fatal
 
@@ -190,6 +234,10 @@ def worker_main(master_port: int, spec: RunSpec, level: float, workers: int) -> 
         if holder.point is not None:
             data["bakeoff_records"] = holder.point.drain_unsent()
 
+    def on_stop(environment: Any, msg: Any, **_: Any) -> None:
+        INTERRUPT.request(str(msg.data.get("signal", "the master")))
+
     env.events.test_start.add_listener(on_test_start)  # type: ignore[no-untyped-call]
     env.events.report_to_master.add_listener(on_report)  # type: ignore[no-untyped-call]
+    runner.register_message("bakeoff_stop", on_stop)
     runner.greenlet.join()

@@ -27,6 +27,9 @@ RecordListener = Callable[[RequestRecord], None]
 # A point whose first requests all fail is stopped rather than hammering a dead endpoint.
 ABORT_AFTER_CONNECTION_FAILURES = 3
 ABORT_AFTER_FAILURES = 20
+# Once a point's bounds are reached, its drain also ends when no byte has arrived on any stream for
+# this long (or for the point's duration, if longer): a server that sends nothing at all is stalled.
+MIN_STALL_S = 10.0
 
 
 class PointRun:
@@ -65,6 +68,9 @@ class PointRun:
         self.inexact_prompts = 0
         self.name = f"{spec.api} {spec.workload.name}"
         self.url = spec.endpoint + spec.path
+        self.last_heard: float | None = None
+        self.cut: str | None = None
+        self.cancelled_because = "still in flight when the load point ended"
         self._ok = 0
         self._failed = 0
         self._conn_failed = 0
@@ -88,6 +94,34 @@ class PointRun:
     def finished(self) -> bool:
         return self.exhausted and self.in_flight == 0
 
+    @property
+    def stall_limit_s(self) -> float:
+        """Silence on every stream that ends the drain: the point's duration, at least MIN_STALL_S."""
+        return min(self.spec.drain_timeout_s, max(MIN_STALL_S, self.spec.duration_s))
+
+    def heard(self, t: float) -> None:
+        """Bytes (headers or a line) arrived on some stream at perf_counter time ``t``."""
+        self.last_heard = t
+
+    def silence(self, now: float) -> str | None:
+        """Why the requests in flight should be cut now that the point's bounds are reached, or None.
+
+        The endpoint answered nothing during the point's whole duration (hung: waiting longer only
+        stretches a short test into the drain timeout), or nothing arrived on any stream for
+        ``stall_limit_s``.
+        """
+        if self.in_flight == 0 or self.started is None:
+            return None
+        if self.last_heard is None and not self.records and now >= self.deadline:
+            return (
+                f"no response within {now - self.started:.1f}s: the endpoint accepted the request but sent nothing "
+                "during the load point (hung, or a proxy buffering the stream; raise --duration if it is only slow)"
+            )
+        quiet = now - (self.last_heard if self.last_heard is not None else self.started)
+        if quiet >= self.stall_limit_s:
+            return f"stream stalled: nothing arrived on any stream for {quiet:.1f}s (the load point had ended)"
+        return None
+
     def take(self) -> int | None:
         """The next request index for this worker, or None when a bound is reached."""
         self.begin()
@@ -110,10 +144,11 @@ class PointRun:
             if rec.cause is FailureCause.CONNECTION:
                 self._conn_failed += 1
             if self._ok == 0 and self.fatal is None:
+                # The headline only: the results name the first failure's cause.
                 if self._conn_failed >= ABORT_AFTER_CONNECTION_FAILURES:
-                    self.fatal = f"endpoint unreachable: {rec.detail}"
+                    self.fatal = "endpoint unreachable"
                 elif self._failed >= ABORT_AFTER_FAILURES:
-                    self.fatal = f"the first {self._failed} requests all failed; last: {rec.cause}: {rec.detail}"
+                    self.fatal = f"stopped after the first {self._failed} requests all failed"
         if self.events is not None and rec.cause is not FailureCause.CANCELLED:
             self.events.request.fire(
                 request_type="POST",

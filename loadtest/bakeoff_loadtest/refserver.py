@@ -8,7 +8,8 @@ can be split between server and client. The ``model`` name selects a failure to 
 
 - ``fail-500``: HTTP 500 with a JSON error; ``not-sse``: HTTP 200 with a JSON (non-stream) body;
 - ``no-usage``: a stream without the usage chunk; ``truncate``: the connection closes mid-stream;
-- ``error-event``: an error event mid-stream; ``multi``: two tokens per chunk (usage stays exact).
+- ``error-event``: an error event mid-stream; ``multi``: two tokens per chunk (usage stays exact);
+- ``hang``: reads the request and never answers; ``stall``: streams half the tokens, then nothing.
 
 Run: ``python -m bakeoff_loadtest.refserver --port 0 --ttft-ms 50 --itl-ms 10``; it prints
 ``PORT <n>`` on stdout once listening. Standard library only.
@@ -144,6 +145,8 @@ class RefServer:
             return await self.send_json(w, 500, {"error": {"message": "reference failure"}})
         if model == "not-sse":
             return await self.send_json(w, 200, {"choices": [{"text": "x"}], "usage": {}})
+        if model == "hang":
+            await asyncio.Event().wait()  # until the client hangs up (the task is cancelled with the server)
         w.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
@@ -170,6 +173,9 @@ class RefServer:
                 await w.drain()
                 w.transport.abort()
                 return False
+            if model == "stall" and k == chunks // 2:
+                await w.drain()
+                await asyncio.Event().wait()
             if model == "error-event" and k == chunks // 2:
                 w.write(event({"error": {"message": "reference error event", "code": 500}}))
                 break

@@ -296,7 +296,7 @@ def render_report(
         for r in results
     )
     warnings = [f"{r.variant}: {w}" for r in results for w in r.warnings] + [
-        f"{r.variant}: run ended early: {r.error}" for r in results if r.error
+        f"{r.variant}: {'interrupted' if r.interrupted else 'failed'}: {r.error}" for r in results if r.error
     ]
     warn_html = (
         "<section id='warnings'><h2>Warnings</h2><ul>"

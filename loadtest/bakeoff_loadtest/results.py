@@ -159,7 +159,12 @@ class RunResult(BaseModel):
     points: tuple[LoadPoint, ...] = ()
     sweep: SweepAnalysis | None = None
     warnings: tuple[str, ...] = ()
-    error: str | None = Field(None, description="Why the run ended early, when it did.")
+    error: str | None = Field(
+        None, description="Why the run failed or ended early: a load point without a successful request, a signal."
+    )
+    interrupted: bool = Field(
+        False, description="A signal stopped the run: the last load point is cut short, later ones never ran."
+    )
     definitions: dict[str, str] = Field(default_factory=lambda: dict(DEFINITIONS))
 
     @property

@@ -171,6 +171,22 @@ def summarize_point(
     )
 
 
+def no_success(point: LoadPoint) -> str | None:
+    """Why a load point that no request succeeded in is a failure, with its first failure's cause;
+    None when some request succeeded."""
+    if point.requests_ok > 0:
+        return None
+    if point.failure_examples:
+        causes = ", ".join(f"{k} {v}" for k, v in point.failures_by_cause.items())
+        return f"no request succeeded ({causes}); first failure: {point.failure_examples[0]}"
+    if point.requests_cancelled:
+        return (
+            f"no request completed: {point.requests_cancelled} were still in flight when the load point ended "
+            "(raise --duration or --drain-timeout)"
+        )
+    return "no request was sent (the load point ended before its first request)"
+
+
 def analyse_sweep(points: Sequence[LoadPoint], plan: LoadPlan) -> SweepAnalysis:
     """Knee (max power = tokens/s ÷ median E2E), max QPS/concurrency under SLO, saturation."""
     fields: dict[str, object] = {}

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 from bakeoff_loadtest.pareto import FRONTIER_AXES
 from bakeoff_loadtest.result_files import write_results
 from bakeoff_loadtest.results import RunResult
+from bakeoff_loadtest.summary import no_success
 from bakeoff_runtime.gpus import GPUCatalog, default_catalog
 from bakeoff_runtime.launcher import RunningRuntime, RuntimeSpec, RuntimeStartError, start, wait_healthy
 from bakeoff_runtime.workloads import PredictionMode
@@ -51,6 +52,60 @@ ENGINES = ("sim", "vllm")
 
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM: stop runtimes, keep what was measured."""
+
+
+# How long an interrupted bake-off waits for its load processes to hand over what they measured.
+INTERRUPT_WAIT_S = 30.0
+
+
+class SignalGuard:
+    """SIGINT and SIGTERM during a local run.
+
+    The first signal tells every load process to stop (each keeps what it measured) and raises
+    `Interrupted` where the main thread is, so that runtimes stop and partial results are written;
+    while results are being written (`shielded`) it is only recorded, and `check` raises it at the
+    next safe point. A second signal kills the load processes at once.
+    """
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._shielded = 0
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        from bakeoff_loadtest.runner import interrupt_loads
+
+        sig = signal.Signals(signum)
+        if self.received is not None:
+            interrupt_loads(sig, hard=True)
+            return
+        self.received = sig.name
+        interrupt_loads(sig)
+        if not self._shielded:
+            raise Interrupted(sig.name)
+
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        self._shielded += 1
+        try:
+            yield
+        finally:
+            self._shielded -= 1
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received)
+
+    @contextmanager
+    def installed(self) -> Iterator[SignalGuard]:
+        from bakeoff_loadtest.runner import allow_loads
+
+        allow_loads()
+        previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
 
 
 @dataclass
@@ -185,6 +240,17 @@ def _measure(run: PlannedRun, endpoint: str, out_dir: Path) -> RunResult:
     return run_spec(run.load.at(endpoint), out_dir=out_dir, isolation="subprocess")
 
 
+def unmeasured(result: RunResult) -> str | None:
+    """Why a load run with no successful request measured nothing (its first failure), else None."""
+    if any(p.requests_ok for p in result.points):
+        return None
+    for point in result.points:
+        why = no_success(point)
+        if why:
+            return why
+    return "no load point was measured"
+
+
 def run_bakeoff(
     bakeoff: BakeOff,
     variants: Sequence[ModelVariant],
@@ -193,6 +259,7 @@ def run_bakeoff(
     options: Options,
     out_dir: Path,
     console: Console,
+    guard: SignalGuard | None = None,
 ) -> BakeOffOutcome:
     overrides = LoadOverrides(duration_s=options.duration_s, max_requests=options.max_requests, seed=options.seed)
     plan = plan_bakeoff(bakeoff, variants, catalog, overrides)
@@ -231,8 +298,9 @@ def run_bakeoff(
                             console.print(f"  [red]{run.variant}[/]: load run failed: {err}")
                             continue
                         results[run.variant] = result
-                        if result.error:
-                            failures[run.variant] = result.error
+                        why = result.error or unmeasured(result)
+                        if why:
+                            failures[run.variant] = why
                         if not runtime.alive:
                             failures.setdefault(
                                 run.variant, f"the runtime exited during the run; see {runtime.log_path}"
@@ -240,16 +308,27 @@ def run_bakeoff(
                         state = "" if runtime.alive else " (runtime exited)"
                         console.print(f"  {run.variant}: done in {time.monotonic() - started:.0f}s{state}")
                 except Interrupted:
+                    # The load processes were told to stop: keep what each had measured.
+                    for future in futures:
+                        future.cancel()  # those that had not started
+                    for future, (run, _) in futures.items():
+                        try:
+                            result = future.result(timeout=INTERRUPT_WAIT_S)
+                        except Exception:  # cancelled, timed out, or failed: nothing measured to keep
+                            continue
+                        results[run.variant] = result
+                        failures[run.variant] = result.error or "interrupted"
                     pool.shutdown(wait=False, cancel_futures=True)
                     raise
     except Interrupted as err:
         interrupted = err
         for run in plan.runs:
             if run.variant not in results:
-                failures.setdefault(run.variant, "interrupted before it was measured")
+                failures.setdefault(run.variant, f"interrupted ({err}) before it was measured")
     status, rec = summarize(bakeoff, variants, plan, results, failures)
     outcome = BakeOffOutcome(plan, status, rec, results, failures, out_dir)
-    write_outputs(bakeoff, outcome, options)
+    with guard.shielded() if guard is not None else nullcontext():
+        write_outputs(bakeoff, outcome, options)
     if interrupted is not None:
         raise interrupted
     return outcome
@@ -339,10 +418,6 @@ def leaderboard(outcome: BakeOffOutcome) -> Table:
     return table
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signal.Signals(signum).name)
-
-
 def run_local(paths: Sequence[Path], options: Options, console: Console | None = None) -> int:
     # A pipe or CI log gets a wide table rather than rich's 80-column fallback.
     console = console or Console(width=None if sys.stdout.isatty() else 160)
@@ -372,15 +447,41 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
     console.print(
         f"Bakeoff: {len(bakeoffs)} bake-off(s), {len(variants)} variant(s), engine {options.engine}; writing {run_dir}"
     )
-    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    outcomes: list[BakeOffOutcome] = []
+    with SignalGuard().installed() as guard:
+        code = _run_all(
+            bakeoffs, variants=variants, catalog=catalog, options=options, run_dir=run_dir, console=console, guard=guard
+        )
+    if code == EXIT_OK:
+        console.print(f"Results: {run_dir}  (report: {run_dir}/<bakeoff>/report.html)")
+    return code
+
+
+def _run_all(
+    bakeoffs: Sequence[BakeOff],
+    *,
+    variants: Sequence[ModelVariant],
+    catalog: GPUCatalog,
+    options: Options,
+    run_dir: Path,
+    console: Console,
+    guard: SignalGuard,
+) -> int:
+    """Every bake-off in turn; the summary is written whatever happens. Returns the exit status."""
     code = EXIT_OK
+    outcomes: list[BakeOffOutcome] = []
     try:
         for b in bakeoffs:
+            guard.check()
             console.rule(f"[bold]{b.metadata.name}")
             try:
                 outcome = run_bakeoff(
-                    b, variants, catalog, options=options, out_dir=run_dir / b.metadata.name, console=console
+                    b,
+                    variants,
+                    catalog,
+                    options=options,
+                    out_dir=run_dir / b.metadata.name,
+                    console=console,
+                    guard=guard,
                 )
             except ValueError as err:  # e.g. a BakeOff naming a variant no file defines
                 console.print(f"[red]error:[/] {err}")
@@ -399,15 +500,13 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
                 code = max(code, EXIT_INCOMPLETE)
                 for name, why in sorted(outcome.failures.items()):
                     console.print(f"[red]incomplete:[/] {name}: {why}", highlight=False)
+        guard.check()
     except Interrupted as err:
         console.print(f"[red]interrupted ({err}):[/] runtimes stopped; partial results kept in {run_dir}")
         code = EXIT_INTERRUPTED
     finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        _write_summary(run_dir, outcomes, code, options)
-    if code == EXIT_OK:
-        console.print(f"Results: {run_dir}  (report: {run_dir}/<bakeoff>/report.html)")
+        with guard.shielded():
+            _write_summary(run_dir, outcomes, code, options)
     return code
 
 
