@@ -77,6 +77,8 @@ class Clock:
 def test_a_simulated_variant_serves_scales_and_stops(playground: Playground, playground_namespace: str) -> None:
     ns, name = playground_namespace, "llama-sim"
     clock = Clock()
+    # The operator's own /metrics is scraped too.
+    playground.prometheus.wait_for('up{job="bakeoff-operator"}', lambda v: v == 1, timeout=30)
     playground.apply([simulated_variant(name)], namespace=ns)
     playground.cluster.wait_pods_running(ns, f"{POD_LABEL}={name}", count=1, timeout=60)
     clock.mark("apply -> pod Running")

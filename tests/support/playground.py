@@ -11,7 +11,8 @@ It starts, all on 127.0.0.1 with ports chosen free:
 3. Prometheus 3 (`tests.support.prometheus`), scraping every local replica and the operator's
    metrics port each second;
 4. the operator, `kopf run -m bakeoff_operator.handlers` as a subprocess under the chart's
-   ServiceAccount, with `BAKEOFF_DEFAULT_ENGINE=simulator` and `BAKEOFF_PROMETHEUS_URL`;
+   ServiceAccount, with `BAKEOFF_DEFAULT_ENGINE=simulator`, `BAKEOFF_PROMETHEUS_URL`, its /metrics
+   on 127.0.0.1 and its autoscaler every 2 s over a 10 s rate window (`operator_env` overrides);
 5. the pod runner (`tests.support.pod_runner`), which runs a local `bakeoff sim` process for every
    Running replica pod of a simulated variant, and feeds Prometheus and
 6. one local endpoint per variant (`tests.support.endpoints`), spreading requests over its replicas.
@@ -249,6 +250,11 @@ class Playground:
             "BAKEOFF_DEFAULT_ENGINE": "simulator",
             "BAKEOFF_PROMETHEUS_URL": self.prometheus.url,
             "BAKEOFF_METRICS_PORT": str(self.operator_metrics_port),
+            # Prometheus scrapes every second here: the autoscaler looks every 2 s over 10 s of rates.
+            "BAKEOFF_AUTOSCALE_INTERVAL_S": "2",
+            "BAKEOFF_RATE_WINDOW": "10s",
+            "BAKEOFF_METRICS_ADDRESS": "127.0.0.1",
+            "BAKEOFF_WATCH_NAMESPACES": ",".join(self.namespaces),
             "PYTHONUNBUFFERED": "1",
             **self.operator_env,
         }
