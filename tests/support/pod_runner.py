@@ -306,8 +306,12 @@ class PodRunner:
         """Stop every process (the runner's thread does, before it ends) and both threads; idempotent."""
         self._stopping.set()
         self._inbox.put(("wake", None))
-        for thread in self._threads:
-            thread.join(timeout=STOP_GRACE_S + 20)
+        watcher, runner = self._threads or (None, None)
+        if runner is not None:
+            runner.join(timeout=STOP_GRACE_S + 20)
+        if watcher is not None:
+            # It owns no process and ends by itself once its current watch request returns (5 s at most).
+            watcher.join(timeout=1)
         self._threads = []
 
     # -- what runs ----------------------------------------------------------------------------------
