@@ -32,6 +32,7 @@ from bakeoff_runtime.gpus import GPUCatalog, default_catalog
 from bakeoff_runtime.launcher import RunningRuntime, RuntimeSpec, RuntimeStartError, start, wait_healthy
 from bakeoff_runtime.workloads import PredictionMode
 from rich.console import Console
+from rich.markup import escape as esc  # user text (names, messages, paths) is never markup
 from rich.table import Table
 
 from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
@@ -268,7 +269,7 @@ def run_bakeoff(
     for run in plan.runs:
         if not run.sizing.fits:
             failures[run.variant] = run.sizing.reason
-            console.print(f"  [yellow]{run.variant}[/]: not run: {run.sizing.reason}")
+            console.print(f"  [yellow]{esc(run.variant)}[/]: not run: {esc(run.sizing.reason)}")
     interrupted: Interrupted | None = None
     try:
         deployments = local_deployments(plan, variants, catalog, options.engine, bakeoff.spec.pricing.spot)
@@ -283,8 +284,8 @@ def run_bakeoff(
                 for run in todo:
                     runtime = running[run.variant]
                     console.print(
-                        f"  measuring [bold]{run.variant}[/] ({run.sizing.tensor_parallel}x {run.sizing.gpu_class}, "
-                        f"{options.engine}) at {runtime.url}"
+                        f"  measuring [bold]{esc(run.variant)}[/] ({run.sizing.tensor_parallel}x "
+                        f"{esc(str(run.sizing.gpu_class))}, {options.engine}) at {runtime.url}"
                     )
                     futures[pool.submit(_measure, run, runtime.url, out_dir / "results")] = (run, time.monotonic())
                 try:
@@ -295,7 +296,7 @@ def run_bakeoff(
                             result = future.result()
                         except RuntimeError as err:
                             failures[run.variant] = str(err)
-                            console.print(f"  [red]{run.variant}[/]: load run failed: {err}")
+                            console.print(f"  [red]{esc(run.variant)}[/]: load run failed: {esc(str(err))}")
                             continue
                         results[run.variant] = result
                         why = result.error or unmeasured(result)
@@ -306,7 +307,7 @@ def run_bakeoff(
                                 run.variant, f"the runtime exited during the run; see {runtime.log_path}"
                             )
                         state = "" if runtime.alive else " (runtime exited)"
-                        console.print(f"  {run.variant}: done in {time.monotonic() - started:.0f}s{state}")
+                        console.print(f"  {esc(run.variant)}: done in {time.monotonic() - started:.0f}s{state}")
                 except Interrupted:
                     # The load processes were told to stop: keep what each had measured.
                     for future in futures:
@@ -375,8 +376,10 @@ def _f(x: float | None, fmt: str) -> str:
 def leaderboard(outcome: BakeOffOutcome) -> Table:
     plan = outcome.plan
     table = Table(
-        title=f"{plan.bakeoff}: {plan.workload.name} ({plan.workload.prompt_tokens} prompt / "
-        f"{plan.workload.output_tokens} output tokens, {plan.mode})"
+        title=esc(
+            f"{plan.bakeoff}: {plan.workload.name} ({plan.workload.prompt_tokens} prompt / "
+            f"{plan.workload.output_tokens} output tokens, {plan.mode})"
+        )
     )
     for col, justify in [
         ("variant", "left"),
@@ -403,8 +406,8 @@ def leaderboard(outcome: BakeOffOutcome) -> Table:
         slo = "—" if r.meets_slo is None else ("yes" if r.meets_slo else "no")
         e2e = r.e2e_ms.p90 / 1000 if r.e2e_ms and r.e2e_ms.p90 is not None else None
         table.add_row(
-            name,
-            gpus,
+            esc(name),
+            esc(gpus),
             _f(r.ttft_ms.p50 if r.ttft_ms else None, ".0f"),
             _f(r.itl_ms.p50 if r.itl_ms else None, ".1f"),
             _f(e2e, ".2f"),
@@ -424,7 +427,7 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
     try:
         resources = load_inputs(paths, options.substitutions)
     except ManifestError as err:
-        console.print(f"[red]error:[/] {err}", highlight=False)
+        console.print(f"[red]error:[/] {esc(str(err))}", highlight=False)
         return EXIT_BAD_INPUT
     variants = [r for r in resources if isinstance(r, ModelVariant)]
     bakeoffs = [r for r in resources if isinstance(r, BakeOff)]
@@ -432,7 +435,9 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
         unknown = sorted(set(options.only) - {b.metadata.name for b in bakeoffs})
         if unknown:
             known = ", ".join(b.metadata.name for b in bakeoffs)
-            console.print(f"[red]error:[/] --bakeoff {', '.join(unknown)}: not in the files; they define {known}")
+            console.print(
+                f"[red]error:[/] --bakeoff {esc(', '.join(unknown))}: not in the files; they define {esc(known)}"
+            )
             return EXIT_BAD_INPUT
         bakeoffs = [b for b in bakeoffs if b.metadata.name in options.only]
     if not bakeoffs:
@@ -445,14 +450,15 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     run_dir = options.out / stamp
     console.print(
-        f"Bakeoff: {len(bakeoffs)} bake-off(s), {len(variants)} variant(s), engine {options.engine}; writing {run_dir}"
+        f"Bakeoff: {len(bakeoffs)} bake-off(s), {len(variants)} variant(s), engine {options.engine}; "
+        f"writing {esc(str(run_dir))}"
     )
     with SignalGuard().installed() as guard:
         code = _run_all(
             bakeoffs, variants=variants, catalog=catalog, options=options, run_dir=run_dir, console=console, guard=guard
         )
     if code == EXIT_OK:
-        console.print(f"Results: {run_dir}  (report: {run_dir}/<bakeoff>/report.html)")
+        console.print(f"Results: {esc(str(run_dir))}  (report: {esc(str(run_dir))}/<bakeoff>/report.html)")
     return code
 
 
@@ -472,7 +478,7 @@ def _run_all(
     try:
         for b in bakeoffs:
             guard.check()
-            console.rule(f"[bold]{b.metadata.name}")
+            console.rule(f"[bold]{esc(b.metadata.name)}")
             try:
                 outcome = run_bakeoff(
                     b,
@@ -484,25 +490,25 @@ def _run_all(
                     guard=guard,
                 )
             except ValueError as err:  # e.g. a BakeOff naming a variant no file defines
-                console.print(f"[red]error:[/] {err}")
+                console.print(f"[red]error:[/] {esc(str(err))}")
                 code = EXIT_BAD_INPUT
                 continue
             outcomes.append(outcome)
             console.print(leaderboard(outcome))
             rec = outcome.recommendation
             console.print(
-                f"[bold green]Recommendation:[/] {rec.reason}"
+                f"[bold green]Recommendation:[/] {esc(rec.reason)}"
                 if rec.variant
-                else f"[bold yellow]No recommendation:[/] {rec.reason}"
+                else f"[bold yellow]No recommendation:[/] {esc(rec.reason)}"
             )
-            console.print(f"Pareto frontier ({FRONTIER_AXES}): {', '.join(rec.pareto_frontier) or '—'}")
+            console.print(f"Pareto frontier ({FRONTIER_AXES}): {esc(', '.join(rec.pareto_frontier)) or '—'}")
             if not outcome.complete:
                 code = max(code, EXIT_INCOMPLETE)
                 for name, why in sorted(outcome.failures.items()):
-                    console.print(f"[red]incomplete:[/] {name}: {why}", highlight=False)
+                    console.print(f"[red]incomplete:[/] {esc(name)}: {esc(why)}", highlight=False)
         guard.check()
     except Interrupted as err:
-        console.print(f"[red]interrupted ({err}):[/] runtimes stopped; partial results kept in {run_dir}")
+        console.print(f"[red]interrupted ({err}):[/] runtimes stopped; partial results kept in {esc(str(run_dir))}")
         code = EXIT_INTERRUPTED
     finally:
         with guard.shielded():

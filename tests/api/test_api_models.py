@@ -24,6 +24,7 @@ from bakeoff_operator.api import (
 from bakeoff_operator.api.bakeoff import MAX_LAST_RUNS, RunOutcome, RunRecord, record_run
 from bakeoff_operator.api.common import duration_seconds
 from bakeoff_operator.api.gpuclass import GPUClassSpec
+from bakeoff_operator.api.loader import validate_document
 from bakeoff_operator.api.modelvariant import FP8_FALLBACK_GPU_CLASSES, KNOWN_VLLM_FLAGS_CONTEXT
 from bakeoff_runtime.architectures import ArchitectureKind, builtin_architectures
 from bakeoff_runtime.formats import ExecutionMode, Format, resolve_execution
@@ -36,7 +37,8 @@ KINDS: dict[str, type[BaseModel]] = {"ModelVariant": ModelVariant, "BakeOff": Ba
 
 
 def _validate(obj: dict[str, Any], context: dict[str, Any] | None = None) -> BaseModel:
-    return KINDS[obj["kind"]].model_validate(obj, context=context)
+    # As `bakeoff run` and the API server read a document: as JSON, strictly.
+    return validate_document(KINDS[obj["kind"]], obj, context)
 
 
 def _errors(obj: dict[str, Any]) -> str:

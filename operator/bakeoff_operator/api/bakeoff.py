@@ -29,9 +29,11 @@ from bakeoff_operator.api.common import (
     cel,
     cel_rules,
     conditions_field,
+    duration_seconds,
 )
 
 MAX_LOAD_LEVELS: Final = 32
+MAX_LOAD_DURATION: Final = "24h"  # the load harness's bound of one load level (LoadPlan.duration_s)
 MAX_LAST_RUNS: Final = 10
 MAX_REASON: Final = 4096
 
@@ -139,6 +141,12 @@ class Load(ApiModel):
                 "rates apply to mode rate-sweep only",
                 ".rates",
             ),
+            cel(
+                f"!has(self.duration) || (duration(self.duration) > duration('0s') && "
+                f"duration(self.duration) <= duration('{MAX_LOAD_DURATION}'))",
+                f"duration must be more than 0s and at most {MAX_LOAD_DURATION}, e.g. 60s",
+                ".duration",
+            ),
         )
     )
 
@@ -157,6 +165,13 @@ class Load(ApiModel):
     )
     duration: Duration = Field(default="60s", description="Wall-clock bound of each load level.")
     max_requests: int | None = Field(default=None, ge=1, le=100_000_000, description="Request bound of each level.")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration_bounds(cls, value: str) -> str:
+        if not 0 < duration_seconds(value) <= duration_seconds(MAX_LOAD_DURATION):
+            raise ValueError(f"duration must be more than 0s and at most {MAX_LOAD_DURATION}, e.g. 60s")
+        return value
 
     @model_validator(mode="after")
     def _levels(self) -> Load:

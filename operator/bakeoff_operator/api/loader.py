@@ -3,30 +3,33 @@
 Every problem names the document (index, kind and name), the field path in the YAML's own
 camelCase spelling, and the fix; all problems of a file are reported together. `bakeoff run`
 (local mode) loads its input with `load_documents`, so a file that loads here is one the API server
-also accepts (the CEL rules mirror the validators).
+also accepts: documents are validated as the JSON kubectl would send, in pydantic's strict mode (a
+quoted number or a boolean is no integer), and the CEL rules mirror the validators.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import types
 import typing
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from bakeoff_runtime.gpus import default_catalog
 from pydantic import BaseModel, ValidationError
 
 from bakeoff_operator.api.bakeoff import BakeOff
-from bakeoff_operator.api.common import API_VERSION
+from bakeoff_operator.api.common import API_VERSION, DURATION_PATTERN
 from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.modelvariant import AUTO, KNOWN_VLLM_FLAGS_CONTEXT, ModelVariant
 
 Resource = GPUClass | ModelVariant | BakeOff
+R = TypeVar("R", bound=BaseModel)
 KINDS: dict[str, type[GPUClass] | type[ModelVariant] | type[BakeOff]] = {
     "GPUClass": GPUClass,
     "ModelVariant": ModelVariant,
@@ -34,6 +37,17 @@ KINDS: dict[str, type[GPUClass] | type[ModelVariant] | type[BakeOff]] = {
 }
 DEFAULT_NAMESPACE = "default"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class JSONCompatibleLoader(yaml.SafeLoader):
+    """YAML as kubectl reads it before sending JSON: timestamps stay strings (as every other scalar
+    keeps the type YAML gives it), so the models see what the API server would."""
+
+
+JSONCompatibleLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,7 @@ class Problem:
     fix: str = ""
 
     def __str__(self) -> str:
-        what = f"document {self.document}"
+        what = f"document {self.document}" if self.document else "the file"  # 0: a problem of the whole file
         if self.kind or self.name:
             what += f" ({' '.join(p for p in (self.kind, self.name) if p)})"
         where = f"{self.path}: " if self.path else ""
@@ -86,9 +100,14 @@ def load_documents(
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise ManifestError(str(p), [Problem(0, "", "", "", f"cannot read the file: {err.strerror}")]) from err
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        byte = err.object[err.start]
+        problem = Problem(0, "", "", "", f"line {line}: byte 0x{byte:02x} is not UTF-8 text", "save the file as UTF-8")
+        raise ManifestError(str(p), [problem]) from err
     return parse_documents(
         text,
         source=str(p),
@@ -110,11 +129,12 @@ def parse_documents(
     if substitutions is not None:
         text = _substitute(text, substitutions, source)
     try:
-        raw_docs = [d for d in yaml.safe_load_all(text)]
+        raw_docs = list(yaml.load_all(text, Loader=JSONCompatibleLoader))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise ManifestError(source, [Problem(0, "", "", "", f"{where}not valid YAML: {err}")]) from err
+        problem = Problem(0, "", "", "", f"{where}not valid YAML: {err}", "check the indentation and quotes there")
+        raise ManifestError(source, [problem]) from err
     problems: list[Problem] = []
     resources: list[tuple[int, Resource]] = []
     context = {KNOWN_VLLM_FLAGS_CONTEXT: known_vllm_flags} if known_vllm_flags is not None else None
@@ -140,7 +160,7 @@ def _substitute(text: str, values: Mapping[str, str], source: str) -> str:
     if missing:
         raise ManifestError(
             source,
-            [Problem(0, "", "", "", f"placeholder ${{{m}}} has no value", f"set {m}") for m in missing],
+            [Problem(0, "", "", "", f"placeholder ${{{m}}} has no value", f"pass --set {m}=VALUE") for m in missing],
         )
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
 
@@ -164,12 +184,31 @@ def _parse_one(index: int, doc: object, context: dict[str, Any] | None, problems
         )
         return None
     try:
-        return model.model_validate(doc, context=context)
+        return validate_document(model, doc, context)
     except ValidationError as err:
+        by_path: dict[str, list[Any]] = {}
         for e in err.errors():
-            path = _path(e["loc"])
-            problems.append(Problem(index, kind, name, path, _message(e), _fix(model, e)))
+            by_path.setdefault(_path(e["loc"]), []).append(e)
+        for path, errors in by_path.items():
+            if len(errors) > 1 and all(_union_branch(e) for e in errors):
+                # One value that fits no branch of a union (e.g. `int | 'auto'`): one problem, not one per branch.
+                wants = " or ".join(str(e["msg"]).removeprefix("Input should be ") for e in errors)
+                message = f"Input should be {wants} (got {_got(errors[0]['input'])})"
+                problems.append(Problem(index, kind, name, path, message, _fix(model, errors[0])))
+                continue
+            problems += [Problem(index, kind, name, path, _message(e), _fix(model, e)) for e in errors]
         return None
+
+
+def validate_document(model: type[R], doc: Mapping[str, Any], context: dict[str, Any] | None = None) -> R:
+    """`doc` as the API server would read it: as JSON, strictly. The API server takes
+    `maxNumSeqs: "64"` or `tensorParallelSize: true` for no integer, so neither does this (a lax
+    model would quietly convert them); raises pydantic's ValidationError."""
+    return model.model_validate_json(json.dumps(doc, default=str), strict=True, context=context)
+
+
+def _union_branch(e: Mapping[str, Any]) -> bool:
+    return e["type"] in _TYPE_NOUNS or e["type"] == "literal_error"
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
@@ -189,8 +228,13 @@ def _message(e: Mapping[str, Any]) -> str:
     if msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
     if e["type"] not in {"missing", "extra_forbidden"} and "input" in e and not isinstance(e["input"], dict | list):
-        msg += f" (got {e['input']!r})"
+        msg += f" (got {_got(e['input'])})"
     return msg
+
+
+def _got(value: object) -> str:
+    """A value as the YAML/JSON a user wrote: true, 1.5, "64"."""
+    return json.dumps(value, default=str)
 
 
 def _fix(model: type[BaseModel], e: Mapping[str, Any]) -> str:
@@ -209,8 +253,25 @@ def _fix(model: type[BaseModel], e: Mapping[str, Any]) -> str:
     if kind.startswith(("greater_than", "less_than", "too_short", "too_long", "string_too", "list_too")):
         return "use a value within the bounds"
     if kind == "string_pattern_mismatch":
+        if e.get("ctx", {}).get("pattern") == DURATION_PATTERN:
+            return "write a duration like 90s, 5m or 1h30m"
         return "see docs/api.md for the accepted form"
+    if kind in _TYPE_NOUNS:
+        given = e.get("input")
+        noun = _TYPE_NOUNS[kind]
+        if isinstance(given, str) and kind != "string_type":
+            return f"write {given} without quotes: the API server takes a {noun}, not a string"
+        return f"write a {noun}" + (" (true and false are not numbers)" if isinstance(given, bool) else "")
     return ""
+
+
+_TYPE_NOUNS: dict[str, str] = {
+    "int_type": "whole number",
+    "float_type": "number",
+    "bool_type": "boolean (true or false)",
+    "string_type": "string (quote it)",
+    "int_from_float": "whole number",
+}
 
 
 def _known_fields(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
