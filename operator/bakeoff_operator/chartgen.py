@@ -160,6 +160,19 @@ class GPUClassValue(GPUClassSpec):
     name: str = Field(pattern=DNS_LABEL, max_length=MAX_NAME, description="GPU class id, e.g. h100.")
 
 
+# `helm --set gpuClassPrices.h100.onDemand=2.99` passes the price as a string (Helm types only whole
+# numbers and booleans); the template turns a numeric string into a number.
+PRICE_TEXT: Final = r"^[0-9]{1,4}(\.[0-9]{1,6})?$"
+PriceValue = Annotated[float, Field(ge=0, le=1000)] | Annotated[str, Field(pattern=PRICE_TEXT, max_length=12)]
+
+
+class GPUClassPrice(Values):
+    """New prices of one GPU class of `gpuClasses`, in USD per GPU-hour; an absent price is kept."""
+
+    on_demand: PriceValue | None = Field(default=None, description="On-demand price.")
+    spot: PriceValue | None = Field(default=None, description="Spot price (at most the on-demand price).")
+
+
 def default_gpu_classes() -> list[GPUClassValue]:
     return [GPUClassValue(name=g.name, **gpu_class_spec(g).model_dump(by_alias=False)) for g in default_catalog().gpus]
 
@@ -179,7 +192,15 @@ class ChartValues(Values):
         max_length=64,
         alias="gpuClasses",
         description="GPUClass objects to create: the default catalog with on-demand and spot prices in USD per "
-        "GPU-hour. Override prices here; an empty list creates none.",
+        "GPU-hour. Replace the list to define your own classes; an empty list creates none.",
+    )
+    gpu_class_prices: dict[Annotated[str, Field(pattern=DNS_LABEL, max_length=MAX_NAME)], GPUClassPrice] = Field(
+        default_factory=dict,
+        max_length=64,
+        alias="gpuClassPrices",
+        description="New prices of the GPU classes in gpuClasses, by name, merged over their prices: "
+        "`--set gpuClassPrices.h100.onDemand=2.99` changes one price and keeps the rest of the catalog.",
+        json_schema_extra={"additionalProperties": False},
     )
     global_: dict[str, Any] = Field(
         default_factory=dict, alias="global", description="Helm's global values (unused by this chart)."
