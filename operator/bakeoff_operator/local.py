@@ -329,7 +329,13 @@ def run_bakeoff(
     status, rec = summarize(bakeoff, variants, plan, results, failures)
     outcome = BakeOffOutcome(plan, status, rec, results, failures, out_dir)
     with guard.shielded() if guard is not None else nullcontext():
-        write_outputs(bakeoff, outcome, options)
+        try:
+            write_outputs(bakeoff, outcome, options)
+        except OSError as err:  # a full disk, a folder made read-only meanwhile
+            where = err.filename or out_dir
+            why = f"cannot write the results to {where}: {err.strerror or err}"
+            console.print(f"[red]error:[/] {esc(why)}", highlight=False)
+            outcome.failures.setdefault("results", why)
     if interrupted is not None:
         raise interrupted
     return outcome
@@ -447,8 +453,14 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
         )
         return EXIT_BAD_INPUT
     catalog = catalog_with(resources)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = options.out / stamp
+    try:
+        run_dir = new_run_dir(options.out)
+    except OSError as err:
+        console.print(
+            f"[red]error:[/] --out {esc(str(options.out))}: cannot create the run directory there "
+            f"({esc(err.strerror or str(err))}); choose a writable directory"
+        )
+        return EXIT_BAD_INPUT
     console.print(
         f"Bakeoff: {len(bakeoffs)} bake-off(s), {len(variants)} variant(s), engine {options.engine}; "
         f"writing {esc(str(run_dir))}"
@@ -460,6 +472,21 @@ def run_local(paths: Sequence[Path], options: Options, console: Console | None =
     if code == EXIT_OK:
         console.print(f"Results: {esc(str(run_dir))}  (report: {esc(str(run_dir))}/<bakeoff>/report.html)")
     return code
+
+
+def new_run_dir(parent: Path, now: datetime | None = None) -> Path:
+    """A run directory of its own under `parent`, named by the UTC time; a run started in the same second
+    (another process, or this one again) gets `-2`, `-3`, ...: creating it is what claims the name."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{parent / stamp}: too many runs started in this second")
 
 
 def _run_all(
@@ -512,7 +539,11 @@ def _run_all(
         code = EXIT_INTERRUPTED
     finally:
         with guard.shielded():
-            _write_summary(run_dir, outcomes, code, options)
+            try:
+                _write_summary(run_dir, outcomes, code, options)
+            except OSError as err:
+                console.print(f"[red]error:[/] cannot write {esc(str(run_dir / 'summary.json'))}: {esc(str(err))}")
+                code = max(code, EXIT_INCOMPLETE)
     return code
 
 

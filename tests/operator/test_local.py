@@ -239,3 +239,30 @@ def test_examples_all_load_and_size(tmp_path: Path) -> None:
 def test_readme_example_command_is_the_quickstart() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert textwrap.dedent("bakeoff run examples/quickstart.yaml") in readme
+
+
+def test_runs_started_in_the_same_second_get_their_own_directory(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    from bakeoff_operator.local import new_run_dir
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        dirs = list(pool.map(lambda _: new_run_dir(tmp_path, now), range(16)))
+    assert len(set(dirs)) == 16
+    assert sorted(d.name for d in dirs)[:2] == ["20260102T030405Z", "20260102T030405Z-10"]
+    assert all(d.is_dir() for d in dirs)
+
+
+def test_two_runs_at_once_keep_both_results(tmp_path: Path) -> None:
+    path = tmp_path / "bakeoff.yaml"
+    path.write_text(VARIANTS + SYNC_BAKEOFF % 1)
+    cmd = [sys.executable, "-m", "bakeoff_operator.cli", "run", str(path), "--out", str(tmp_path / "runs")]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=180)[0] for p in procs]
+    assert [p.returncode for p in procs] == [EXIT_OK, EXIT_OK], outs
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert json.loads((run / "summary.json").read_text())["complete"] is True
