@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Regenerates every generated file of Bakeoff from the Python models: the CRDs in
-# charts/bakeoff/crds, docs/api.md, and the chart's values.yaml and values.schema.json.
-# tests/chart/test_generated.py fails when any of them is stale.
+# charts/bakeoff/crds, docs/api.md, the chart's values.yaml and values.schema.json, and the files the
+# chart ships from bakeoff_operator.observability: the Prometheus rules (files/bakeoff-rules.yaml) and
+# the Grafana dashboards (files/dashboards/*.json).
+# tests/chart/test_chart_generated.py fails when any of them is stale.
 #
 # Usage: bash hack/generate.sh        (PYTHON defaults to the repository's .venv)
 set -euo pipefail

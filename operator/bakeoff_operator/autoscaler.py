@@ -7,7 +7,8 @@ count the free GPUs per class from Nodes and Pods, decide, write each changed co
 variant's scale subresource (the operator's reconcile then sets the InferenceService's replicas: the
 KServe autoscaler class stays `none`), set the `ScalingLimited` condition, and export
 `bakeoff_desired_replicas`, `bakeoff_replica_capacity_tokens_per_second`,
-`bakeoff_cost_per_1m_output_tokens_usd` and the decision reasons from the operator's `/metrics`.
+`bakeoff_cost_per_1m_output_tokens_usd`, the decision reasons and `bakeoff_variant_spec` (GPUs, sequence
+limit and SLO, which the recording rules price and judge with) from the operator's `/metrics`.
 
 Prometheus down or a metric missing: every variant keeps its last count (never zero on missing data)
 and its `ScalingLimited` condition says `MetricsMissing`.
@@ -38,6 +39,7 @@ from bakeoff_operator.autoscaling.signals import DEFAULT_RATE_WINDOW, loads, que
 from bakeoff_operator.io import kube
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus, PrometheusUnavailable
+from bakeoff_operator.observability.spec import variant_spec
 from bakeoff_operator.planning import status as plan
 
 LEASE_NAME: Final = "bakeoff-autoscaler"
@@ -147,7 +149,7 @@ class Autoscaler:
                 logger.info(f"{d.key}: {d.reason}")
                 kube.scale_variant(d.namespace, d.variant, d.desired)
             self._condition(mv, scaling_verdict(d, policy))
-            self._export(d, policy, loads_now.get(d.key), classes.get(policy.gpu_class))
+            self._export(d, policy, loads_now.get(d.key), classes.get(policy.gpu_class), mv)
         return out
 
     def _gpu_classes(self) -> dict[str, tuple[tuple[str, ...], str, float]]:
@@ -192,9 +194,18 @@ class Autoscaler:
         policy: Policy,
         load: VariantLoad | None,
         gpu_class: tuple[tuple[str, ...], str, float] | None,
+        mv: ModelVariant,
     ) -> None:
         m = self.metrics
         m.desired_replicas.labels(d.namespace, d.variant).set(d.desired)
+        spec = variant_spec(
+            mv,
+            gpu_class=policy.gpu_class,
+            gpus_per_replica=policy.gpus_per_replica,
+            max_num_seqs=policy.max_num_seqs,
+            hybrid=policy.hybrid,
+        )
+        m.set_variant_spec(d.namespace, d.variant, spec.labels, spec.samples)
         if d.capacity_tokens_per_second is not None:
             m.capacity.labels(d.namespace, d.variant, d.capacity_source or "").set(d.capacity_tokens_per_second)
         m.set_decision(d.namespace, d.variant, d.limit.value, d.reason)

@@ -1,4 +1,5 @@
-"""Generate the Helm chart's `values.yaml` and `values.schema.json` from one pydantic model.
+"""Generate the Helm chart's `values.yaml` and `values.schema.json` from one pydantic model, and the
+files it ships under `files/`: Prometheus rules and Grafana dashboards (`bakeoff_operator.observability`).
 
 `values.yaml` is the model's defaults with each field's description as a comment above it; the
 default GPU class catalog (`bakeoff_runtime/data/gpu_catalog.json`) becomes the `gpuClasses` list,
@@ -24,6 +25,7 @@ from pydantic.alias_generators import to_camel
 from bakeoff_operator.api.common import DNS_LABEL, MAX_NAME
 from bakeoff_operator.api.gpuclass import GPUClassSpec, gpu_class_spec
 from bakeoff_operator.crdgen import REPO_ROOT, stale_files, write_files
+from bakeoff_operator.observability.files import chart_files
 
 CHART_DIR: Final = Path("charts/bakeoff")
 QUANTITY: Final = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
@@ -144,6 +146,56 @@ class Metrics(Values):
     service_monitor: ServiceMonitor = Field(default_factory=ServiceMonitor, description="Scraping the operator.")
 
 
+class PrometheusRuleValues(Values):
+    enabled: bool = Field(
+        default=False,
+        description="Create a PrometheusRule with Bakeoff's recording and alerting rules (needs prometheus-operator's "
+        "CRD). Without prometheus-operator, load the chart's files/bakeoff-rules.yaml with Prometheus's rule_files.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Labels your Prometheus selects PrometheusRules by, e.g. release: kube-prometheus-stack.",
+    )
+
+
+class DashboardsValues(Values):
+    enabled: bool = Field(
+        default=True, description="Create one ConfigMap per Grafana dashboard for Grafana's dashboard sidecar."
+    )
+    label: str = Field(
+        default="grafana_dashboard",
+        min_length=1,
+        max_length=253,
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Label the Grafana sidecar finds dashboard ConfigMaps by (kube-prometheus-stack: "
+        "grafana_dashboard).",
+    )
+    label_value: str = Field(
+        default="1", max_length=63, description='Value of that label (kube-prometheus-stack: "1").'
+    )
+    namespace: str = Field(
+        default="",
+        max_length=MAX_NAME,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+        description="Namespace of the ConfigMaps; empty: the release namespace. The sidecar must watch it.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Annotations of the ConfigMaps, e.g. grafana_folder: Bakeoff for a sidecar with folder support.",
+    )
+
+
+class Observability(Values):
+    prometheus_rule: PrometheusRuleValues = Field(
+        default_factory=PrometheusRuleValues, description="Recording and alerting rules as a PrometheusRule."
+    )
+    dashboards: DashboardsValues = Field(
+        default_factory=DashboardsValues, description="Grafana dashboards (overview and per variant) as ConfigMaps."
+    )
+
+
 class ServiceAccount(Values):
     create: bool = Field(default=True, description="Create the operator's ServiceAccount.")
     name: str = Field(default="", max_length=253, description="Name; empty: the release's full name.")
@@ -185,6 +237,9 @@ class ChartValues(Values):
     serving: Serving = Field(default_factory=Serving, description="Defaults of the vLLM runtimes.")
     prometheus: Prometheus = Field(default_factory=Prometheus, description="Prometheus the operator queries.")
     metrics: Metrics = Field(default_factory=Metrics, description="The operator's own metrics.")
+    observability: Observability = Field(
+        default_factory=Observability, description="Prometheus rules and Grafana dashboards for every variant."
+    )
     service_account: ServiceAccount = Field(default_factory=ServiceAccount, description="ServiceAccount.")
     rbac: Rbac = Field(default_factory=Rbac, description="RBAC.")
     gpu_classes: list[GPUClassValue] = Field(
@@ -300,6 +355,7 @@ def generated_files() -> dict[Path, str]:
     return {
         CHART_DIR / "values.yaml": render_values_yaml(),
         CHART_DIR / "values.schema.json": render_values_schema(),
+        **{CHART_DIR / "files" / name: text for name, text in chart_files().items()},
     }
 
 

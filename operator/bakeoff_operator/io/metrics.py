@@ -1,9 +1,11 @@
 """The operator's own `/metrics` (its own registry): desired replicas, capacity per replica, live cost
-per 1M output tokens and the autoscaler's decisions, per variant."""
+per 1M output tokens, the autoscaler's decisions and what each variant is (`bakeoff_variant_spec`), per
+variant."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -50,7 +52,15 @@ class OperatorMetrics:
             "bakeoff_autoscaler_metrics_available", "1 when the last Prometheus read succeeded.", registry=r
         )
         self.leader = Gauge("bakeoff_autoscaler_leader", "1 while this operator replica acts.", registry=r)
+        self.variant_spec = Gauge(
+            "bakeoff_variant_spec",
+            "What the variant is, for rules and dashboards, one series per field: gpus_per_replica, max_num_seqs, "
+            "slo_quantile, slo_ttft_seconds, slo_itl_seconds, slo_e2e_seconds (bakeoff_operator.observability.spec).",
+            (*VARIANT, "baseline", "gpu_class", "format", "architecture", "field"),
+            registry=r,
+        )
         self._reasons: dict[tuple[str, str], tuple[str, str]] = {}
+        self._specs: dict[tuple[str, str], set[tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
     def set_decision(self, namespace: str, variant: str, limit: str, reason: str) -> None:
@@ -61,6 +71,18 @@ class OperatorMetrics:
                 self.decision.remove(namespace, variant, *old)
             self._reasons[(namespace, variant)] = (limit, reason)
             self.decision.labels(namespace, variant, limit, reason).set(1)
+
+    def set_variant_spec(
+        self, namespace: str, variant: str, labels: Sequence[str], values: Mapping[str, float]
+    ) -> None:
+        """The variant's spec series; those of an earlier GPU class, format or SLO are removed."""
+        with self._lock:
+            new = {(*labels, field) for field in values}
+            for old in self._specs.get((namespace, variant), set()) - new:
+                self.variant_spec.remove(namespace, variant, *old)
+            self._specs[(namespace, variant)] = new
+            for field, value in values.items():
+                self.variant_spec.labels(namespace, variant, *labels, field).set(value)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,25 @@
+"""Observability tests: pure ones (the generated rules and dashboards, the metric names they rely on),
+`prometheus` ones (promtool and a real Prometheus scraping the simulator, from hack/build-prometheus.sh)
+and `helm` ones (what the chart ships). Without the binaries they fail under CI=true and are skipped
+elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.fixtures import helm_binary, unavailable
+from tests.support.prometheus import find_prometheus
+
+__all__ = ["helm_binary", "promtool"]
+
+
+@pytest.fixture(scope="session")
+def promtool() -> Path:
+    """promtool from hack/build-prometheus.sh."""
+    try:
+        return find_prometheus("promtool")
+    except FileNotFoundError as exc:
+        reason = str(exc)
+    unavailable(reason)

@@ -1,0 +1,223 @@
+"""Every dashboard query returns data from a real Prometheus.
+
+One simulator (`bakeoff sim` through the launcher) serves a little load; Prometheus scrapes it with the
+labels a variant's PodMonitor gives its replicas (`namespace`, `variant`), scrapes the operator's
+metrics as its autoscaler sets them (`Autoscaler._export`), and evaluates the chart's rule file. Then
+each panel's queries and each dashboard variable must answer with data, and the recorded cost per 1M
+output tokens must be `bakeoff_runtime.cost`'s formula of the recorded inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from bakeoff_operator.api.modelvariant import ModelVariant
+from bakeoff_operator.autoscaler import Autoscaler
+from bakeoff_operator.autoscaling.decide import Decision, Limit, Policy, VariantLoad
+from bakeoff_operator.io.metrics import OperatorMetrics
+from bakeoff_operator.io.prometheus import Prometheus as PrometheusClient
+from bakeoff_operator.observability import rules
+from bakeoff_runtime.architectures import get_architecture
+from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
+from bakeoff_runtime.formats import Format
+from bakeoff_runtime.gpus import get_gpu
+from bakeoff_runtime.launcher import RuntimeSpec, launch
+from bakeoff_runtime.variant import make_variant
+from prometheus_client import start_http_server
+
+from tests.observability.promql import RULE_FILE, PanelQuery, awaited_in, expand, panel_queries, variable_queries
+from tests.support.fixtures import unavailable
+from tests.support.prometheus import Prometheus, TargetGroup, missing_prometheus_tools
+
+pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
+
+NAMESPACE = "llm"
+VARIANT = "llama-int4"
+SERVED = "llama-int4"
+PRICE = 3.29
+GPUS_PER_REPLICA = 2
+VARIABLES = {"datasource": "prometheus", "namespace": NAMESPACE, "variant": VARIANT}
+READY_TIMEOUT_S = 120.0
+
+
+def _export_as_the_autoscaler(metrics: OperatorMetrics) -> None:
+    mv = ModelVariant.model_validate(
+        {
+            "apiVersion": "bakeoff.dev/v1alpha1",
+            "kind": "ModelVariant",
+            "metadata": {"name": VARIANT, "namespace": NAMESPACE},
+            "spec": {
+                "model": {"source": "hf://org/llama", "servedName": SERVED},
+                "architecture": {"catalog": "llama-3.1-8b"},
+                "format": "int4",
+                "gpuClass": "h100",
+                "slo": {"ttftMs": 2000, "itlMs": 200, "e2eMs": 60000, "percentile": "p90"},
+            },
+        }
+    )
+    policy = Policy(
+        variant=VARIANT, namespace=NAMESPACE, gpu_class="h100", gpus_per_replica=GPUS_PER_REPLICA,
+        min_replicas=1, max_replicas=4, max_num_seqs=16,
+    )  # fmt: skip
+    decision = Decision(
+        key=f"{NAMESPACE}/{VARIANT}", variant=VARIANT, namespace=NAMESPACE, current=1, wanted=2, desired=1,
+        limit=Limit.INSUFFICIENT_GPU, reason="capped at 1 of 2 replicas: not enough free h100 GPUs",
+        capacity_tokens_per_second=500.0, capacity_source="predicted",
+    )  # fmt: skip
+    load = VariantLoad(waiting=0, running=2, output_tokens_per_s=100.0, replicas_reporting=1)
+    metrics.price.labels("h100").set(PRICE)
+    Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics)._export(
+        decision, policy, load, (("NVIDIA-H100-80GB-HBM3",), "nvidia.com/gpu", PRICE), mv
+    )
+
+
+class Load:
+    """A few closed-loop clients sending short completions until stopped."""
+
+    def __init__(self, url: str, clients: int = 3) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.sent = 0
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(clients)]
+
+    def _run(self, seed: int) -> None:
+        prompt = " ".join(f"w{i}" for i in range(64))
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                body = {"model": SERVED, "prompt": prompt, "max_tokens": 24, "seed": seed}
+                client.post(self.url + "/v1/completions", json=body).raise_for_status()
+                self.sent += 1
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=30)
+
+
+@dataclass
+class Stack:
+    prometheus: Prometheus
+    load: Load
+
+
+def _answers(prom: Prometheus, expr: str) -> list[float]:
+    return [float(s["value"][1]) for s in prom.query(expr)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    missing = missing_prometheus_tools()
+    if missing:
+        unavailable("; ".join(missing))
+    tmp = tmp_path_factory.mktemp("observability")
+    metrics = OperatorMetrics()
+    _export_as_the_autoscaler(metrics)
+    server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
+    variant = make_variant(
+        get_architecture("llama-3.1-8b"),
+        Format.INT4,
+        get_gpu("h100"),
+        served_model_name=SERVED,
+        max_model_len=1024,
+        max_num_seqs=16,
+        max_num_batched_tokens=1024,
+    )
+    try:
+        with (
+            launch(
+                RuntimeSpec(engine="sim", variant=variant, log_path=tmp / "sim.log", sim_args=("--seed", "3"))
+            ) as sim,
+            Prometheus(
+                tmp / "prometheus",
+                static_targets={"bakeoff-operator": [f"127.0.0.1:{server.server_port}"]},
+                rule_files=[RULE_FILE],
+            ) as prom,
+        ):
+            prom.write_targets(
+                [TargetGroup([sim.url.removeprefix("http://")], {"namespace": NAMESPACE, "variant": VARIANT})]
+            )
+            with Load(sim.url) as load:
+                _wait_until_every_query_answers(prom)
+                yield Stack(prom, load)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wait_until_every_query_answers(prom: Prometheus) -> None:
+    pending = {q.id: expand(q.expr, VARIABLES) for q in panel_queries() if not awaited_in(q.expr)}
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while pending:
+        pending = {k: e for k, e in pending.items() if not any(map(math.isfinite, _answers(prom, e)))}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no data after {READY_TIMEOUT_S:.0f}s for: {sorted(pending)}")
+        time.sleep(1)
+
+
+@pytest.mark.parametrize("q", panel_queries(), ids=[q.id for q in panel_queries()])
+def test_panel_query_returns_data(stack: Stack, q: PanelQuery) -> None:
+    awaited = awaited_in(q.expr)
+    if awaited:
+        pytest.skip(f"{', '.join(awaited)}: not exported by the operator yet")
+    values = _answers(stack.prometheus, expand(q.expr, VARIABLES))
+    assert values, f"{q.id}: no series for {q.expr}"
+    assert any(map(math.isfinite, values)), f"{q.id}: only NaN for {q.expr}: {values}"
+
+
+@pytest.mark.parametrize(
+    ("dashboard", "variable", "selector", "label"),
+    variable_queries(),
+    ids=[f"{d}/{v}" for d, v, _, _ in variable_queries()],
+)
+def test_dashboard_variable_lists_the_variant(
+    stack: Stack, dashboard: str, variable: str, selector: str, label: str
+) -> None:
+    found = {
+        s["metric"].get(label) for s in stack.prometheus.query(f"count by ({label}) ({expand(selector, VARIABLES)})")
+    }
+    assert VARIABLES[variable] in found, f"{dashboard}: ${variable} offers {found}"
+
+
+def test_recorded_cost_is_the_cost_formula_of_the_recorded_inputs(stack: Stack) -> None:
+    prom = stack.prometheus
+    sel = f'{{namespace="{NAMESPACE}", variant="{VARIANT}"}}'
+    # The instant of the last evaluation of the group: all its rules were evaluated then.
+    at = prom.query_value(f"timestamp({rules.COST_PER_1M_OUTPUT}{sel})")
+    assert at is not None
+    rate = prom.query_value(f"{rules.OUTPUT_TOKENS_RATE}{sel}", at=at)
+    replicas = prom.query_value(f"{rules.REPLICAS}{sel}", at=at)
+    gpus = prom.query_value(f"{rules.GPUS}{sel}", at=at)
+    cost = prom.query_value(f"{rules.COST_PER_1M_OUTPUT}{sel}", at=at)
+    assert rate is not None
+    assert rate > 0
+    assert (replicas, gpus) == (1, GPUS_PER_REPLICA)
+    expected = usd_per_million_tokens_at_rate(
+        price_per_gpu_hour=PRICE, gpus=GPUS_PER_REPLICA, replicas=1, tokens_per_second=rate
+    )
+    assert cost == pytest.approx(expected, rel=1e-9)
+    assert stack.load.sent > 0
+
+
+def test_the_simulator_is_scraped_with_the_variant_labels(stack: Stack) -> None:
+    running = stack.prometheus.query("vllm:num_requests_running")
+    assert {(s["metric"]["namespace"], s["metric"]["variant"], s["metric"]["model_name"]) for s in running} == {
+        (NAMESPACE, VARIANT, SERVED)
+    }
+
+
+def test_rule_file_is_loaded(stack: Stack) -> None:
+    loaded = httpx.get(stack.prometheus.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert sorted(g["name"] for g in loaded) == sorted(g.name for g in rules.rule_groups())
+    broken = [(r["name"], r.get("lastError")) for g in loaded for r in g["rules"] if r["health"] != "ok"]
+    assert not broken
