@@ -27,7 +27,8 @@ UNIT_TESTS = Path(__file__).with_name("rules-test.yaml")
 TARGET_LABELS = frozenset({"namespace", "variant", "instance", "job", "pod", "container", "service", "endpoint"})
 # Another part of the operator exports these; the rules reference them by name and labels.
 AWAITED_OPERATOR_METRICS: dict[str, frozenset[str]] = {
-    rules.BAKEOFF_LAST_RUN_FAILED: frozenset({"namespace", "bakeoff"})
+    rules.BAKEOFF_LAST_RUN_FAILED: frozenset({"namespace", "bakeoff"}),
+    rules.BAKEOFF_RESULT: frozenset({"namespace", "bakeoff", "variant", "metric"}),
 }
 # Grafana's variables, as a test expands them.
 GRAFANA_BUILTINS = {"__rate_interval": "1m", "__range": "5m", "__interval": "15s"}

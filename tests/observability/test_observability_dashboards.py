@@ -28,6 +28,9 @@ OVERVIEW_PANELS = [
     "Output tokens/s",
     "Saturation",
     "Requests waiting",
+    "Recommended variant",
+    "Measured cost per 1M output tokens",
+    "Measured output tokens/s per GPU",
     "Last run of each BakeOff",
 ]
 VARIANT_PANELS = [

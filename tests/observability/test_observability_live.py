@@ -75,6 +75,11 @@ def _export_as_the_autoscaler(metrics: OperatorMetrics) -> None:
     Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics)._export(
         decision, policy, load, (("NVIDIA-H100-80GB-HBM3",), "nvidia.com/gpu", PRICE), mv
     )
+    # The BakeOff controller's verdict of a run, where this operator exports it.
+    set_bakeoff = getattr(metrics, "set_bakeoff", None)
+    if set_bakeoff is not None:
+        verdict = {"recommended": 1.0, "cost_per_1m_output_tokens_usd": 1.5, "output_tokens_per_second_per_gpu": 900.0}
+        set_bakeoff(NAMESPACE, "nightly", {VARIANT: verdict}, False)
 
 
 class Load:

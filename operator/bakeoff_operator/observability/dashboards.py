@@ -2,7 +2,9 @@
 
 - `bakeoff-overview`: the variants of a namespace side by side: cost per 1M output and total tokens,
   output tokens/s per GPU, latency at each variant's SLO percentile against its target, latency
-  percentiles, replicas, GPUs per class, saturation, and the last run of each BakeOff.
+  percentiles, replicas, GPUs per class, saturation, and from the BakeOffs of the namespace: the
+  recommended variant, the measured cost per 1M output tokens and tokens/s per GPU of their last run
+  (the figures of its report.html), and whether the last run failed.
 - `bakeoff-variant`: one variant: vLLM's queue, batch size, KV-cache and sequence-slot usage,
   preemptions, queue time, TTFT/ITL/E2E heatmaps and quantiles, the autoscaler's decisions and
   reasons, the time it was capped by GPUs, and its cost per 1M tokens.
@@ -239,6 +241,55 @@ def overview() -> model.Dashboard:
             )
         )
     )
+    recommended = (
+        table.Panel()
+        .title("Recommended variant")
+        .description(
+            f'`{r.BAKEOFF_RESULT}{{metric="recommended"}}`: the variant each BakeOff of the namespace recommends '
+            "from its last successful run: the cheapest per 1M output tokens that met the SLO, within the "
+            "accuracy budget."
+        )
+        .datasource(DATASOURCE)
+        .span(8)
+        .height(8)
+        .with_target(
+            table_query(
+                f'max by (bakeoff, variant) ({r.BAKEOFF_RESULT}{{namespace="$namespace", metric="recommended"}}) == 1',
+                "A",
+            )
+        )
+        .with_transformation(
+            model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True, "Value": True}})
+        )
+    )
+    measured = [
+        _bars(
+            title,
+            f"{what}, as the last successful BakeOff run measured it with the load harness (the figures of its "
+            "report.html), per BakeOff and variant: compare with the live figures above.",
+            unit,
+            query(
+                f"max by (bakeoff, variant) ({r.BAKEOFF_RESULT}"
+                f'{{namespace="$namespace", variant=~"$variant", metric="{metric}"}})',
+                "{{variant}} ({{bakeoff}})",
+                instant=True,
+            ),
+        )
+        for title, what, unit, metric in (
+            (
+                "Measured cost per 1M output tokens",
+                "Cost per 1M output tokens at each variant's chosen load point",
+                USD,
+                "cost_per_1m_output_tokens_usd",
+            ),
+            (
+                "Measured output tokens/s per GPU",
+                "Output tokens/s per GPU at each variant's chosen load point",
+                NUMBER,
+                "output_tokens_per_second_per_gpu",
+            ),
+        )
+    ]
     last_runs = (
         stat.Panel()
         .title("Last run of each BakeOff")
@@ -360,6 +411,9 @@ def overview() -> model.Dashboard:
             )
         )
         .with_row(db.Row("Bake-offs"))
+        .with_panel(recommended)
+        .with_panel(measured[0])
+        .with_panel(measured[1])
         .with_panel(last_runs)
         .build()
     )

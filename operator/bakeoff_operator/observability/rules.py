@@ -64,8 +64,9 @@ OPERATOR_COST: Final = "bakeoff_cost_per_1m_output_tokens_usd"
 GPU_PRICE: Final = "bakeoff_gpu_price_per_hour_usd"
 DECISION: Final = "bakeoff_autoscaler_decision"
 SCALING_LIMITED: Final = "bakeoff_scaling_limited"
-# The BakeOff controller's metric of a BakeOff's last run.
+# The BakeOff controller's metrics: its last run, and its verdict per variant (label `metric`).
 BAKEOFF_LAST_RUN_FAILED: Final = "bakeoff_bakeoff_last_run_failed"
+BAKEOFF_RESULT: Final = "bakeoff_bakeoff_result"
 
 # Recorded series.
 OUTPUT_TOKENS_RATE: Final = f"namespace_variant:vllm_generation_tokens:rate{RATE_WINDOW}"
