@@ -122,6 +122,9 @@ def _heatmap(latency: r.Latency) -> heatmap.Panel:
         .span(8)
         .height(8)
         .calculate(False)
+        # vLLM's buckets are cumulative upper bounds: each row is the bucket that ends at its `le`.
+        .rows_frame(heatmap.RowsHeatmapOptions().layout(common.HeatmapCellLayout.LE))
+        .y_axis(heatmap.YAxisConfig().unit(SECONDS))
         .with_target(
             query(f"sum by (le) (increase({latency.metric}_bucket{{{ONE}}}[{RATE}]))", "{{le}}").format(
                 PromQueryFormat.HEATMAP
