@@ -16,6 +16,7 @@ and its `ScalingLimited` condition says `MetricsMissing`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -93,6 +94,7 @@ class Autoscaler:
         self.rate_window = rate_window
         self.clock = clock
         self.history: dict[str, VariantHistory] = {}
+        self._exported: set[tuple[str, str]] = set()
 
     def _leads(self) -> bool:
         if not self.lease_namespace:
@@ -126,6 +128,7 @@ class Autoscaler:
             except ValidationError:
                 continue  # its own status says what is wrong
         policies = {p.key: (p, mv) for mv in variants if (p := policy_of(mv)) is not None}
+        self._forget({(p.namespace, p.variant) for p, _ in policies.values()})
         if not policies:
             return Decisions(decisions=[], history={})
         observed = self._observe()
@@ -151,6 +154,24 @@ class Autoscaler:
             self._condition(mv, scaling_verdict(d, policy))
             self._export(d, policy, loads_now.get(d.key), classes.get(policy.gpu_class), mv)
         return out
+
+    def _forget(self, live: set[tuple[str, str]]) -> None:
+        """Remove the series of variants that are gone or no longer autoscaled (no stale desired replicas,
+        no false missing-metrics alert for them)."""
+        gone = self._exported - live
+        self._exported = set(live)
+        if not gone:
+            return
+        m = self.metrics
+        for gauge in (m.desired_replicas, m.capacity, m.cost, m.decision, m.scaling_limited, m.variant_spec):
+            for family in gauge.collect():
+                for sample in family.samples:
+                    labels = sample.labels
+                    if (labels.get("namespace"), labels.get("variant")) in gone:
+                        with contextlib.suppress(KeyError):
+                            gauge.remove(*(labels[name] for name in gauge._labelnames))
+        for key in gone:
+            self.history.pop(f"{key[0]}/{key[1]}" if key[0] else key[1], None)
 
     def _gpu_classes(self) -> dict[str, tuple[tuple[str, ...], str, float]]:
         """Class -> (node products, extended resource, on-demand price per GPU-hour)."""
