@@ -252,9 +252,9 @@ def handle(a: argparse.Namespace) -> int:
     """Run the load test the flags describe; returns the exit status."""
     try:
         spec = build_spec(a)
-        _check_out(a.out)
         if a.metrics_port is not None:
             _check_port(a.metrics_port)
+        _check_out(a.out)  # last: it creates the folder
     except ValueError as e:
         print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -316,12 +316,19 @@ def _save(result: RunResult, out: Path, *, report: bool) -> Path | None:
         write_results(out, [result])
     except OSError as e:
         print(f"bakeoff loadtest: error: cannot write results to {str(out)!r}: {e.strerror or e}", file=sys.stderr)
+        name = ""
         try:
             fd, name = tempfile.mkstemp(prefix=f"bakeoff-loadtest-{stem(result)}-", suffix=".json")
             with os.fdopen(fd, "w") as f:
                 f.write(result.model_dump_json(indent=2))
         except OSError as again:
-            print(f"bakeoff loadtest: error: the results could not be saved anywhere: {again}", file=sys.stderr)
+            if name:
+                Path(name).unlink(missing_ok=True)
+            print(
+                f"bakeoff loadtest: error: the results could not be saved anywhere ({again.strerror or again}); "
+                "the table above is what was measured",
+                file=sys.stderr,
+            )
             return None
         print(f"bakeoff loadtest: the results are kept in {name}", file=sys.stderr)
         return Path(name)

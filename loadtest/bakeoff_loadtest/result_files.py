@@ -105,37 +105,34 @@ def write_results(out_dir: str | Path, results: Sequence[RunResult]) -> list[Pat
         written.append(path)
         req_path = out / f"{name}.requests.csv"
         fields = ["point", *RequestSample.model_fields]
-        tmp = req_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for k, p in enumerate(r.points):
-                for s in p.requests:
-                    w.writerow({"point": k, **s.model_dump(mode="json")})
-        tmp.replace(req_path)
+        rows = [{"point": k, **s.model_dump(mode="json")} for k, p in enumerate(r.points) for s in p.requests]
+        _atomic_csv(req_path, fields, rows)
         written.append(req_path)
     points_path = out / "points.csv"
-    tmp = points_path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(POINT_COLUMNS))
-        w.writeheader()
-        for r in results:
-            for p in r.points:
-                w.writerow(point_row(r, p))
-    tmp.replace(points_path)
+    _atomic_csv(points_path, list(POINT_COLUMNS), [point_row(r, p) for r in results for p in r.points])
     written.append(points_path)
     return written
 
 
-def write_result_json(path: Path, result: RunResult) -> None:
-    """One results JSON, written atomically (the child process hands its result over this way)."""
-    _atomic_write(path, result.model_dump_json())
+def _atomic_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    try:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a write that failed half-way (a full disk) leaves no stray file
 
 
 def load_result(path: str | Path) -> RunResult:

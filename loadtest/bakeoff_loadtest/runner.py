@@ -27,7 +27,7 @@ from bakeoff_runtime.workloads import LoadMode, Workload, use_case_workload
 
 from bakeoff_loadtest import children
 from bakeoff_loadtest.records import RequestRecord
-from bakeoff_loadtest.result_files import load_result, write_results
+from bakeoff_loadtest.result_files import write_results
 from bakeoff_loadtest.results import LoadPoint, RunResult, now_utc
 from bakeoff_loadtest.slo import SLO
 from bakeoff_loadtest.spec import RunSpec
@@ -262,37 +262,61 @@ def interruptible() -> Iterator[Interruption]:
 
 
 def _run_in_child(spec: RunSpec, out_dir: str | Path | None, metrics_port: int | None) -> RunResult:
+    """Run ``spec`` in a load process of its own. The spec goes in on stdin and each result comes back
+    as one JSON line on a pipe (the run so far after every point, then the whole run), so that what
+    was measured reaches this process even where no file can be written (a full disk)."""
     with tempfile.TemporaryDirectory(prefix="bakeoff-loadtest-") as tmp:
-        spec_path = Path(tmp) / "spec.json"
-        out_path = Path(tmp) / "result.json"
-        spec_path.write_text(spec.model_dump_json())
-        cmd = [sys.executable, "-m", "bakeoff_loadtest.runner_main", "--spec", str(spec_path)]
-        cmd += ["--out", str(out_path)]
+        read_fd, write_fd = os.pipe()
+        cmd = [sys.executable, "-m", "bakeoff_loadtest.runner_main", "--result-fd", str(write_fd)]
         if out_dir is not None:
             cmd += ["--out-dir", str(out_dir)]
         if metrics_port is not None:
             cmd += ["--metrics-port", str(metrics_port)]
         env = {**os.environ, "TMPDIR": tmp}  # the load process's own temporary files go with this folder
-        with _LIVE_LOCK:
-            if _STOPPED:
-                raise LoadInterrupted(f"interrupted by {_STOPPED[0].name} before the load started")
-            proc = children.start(cmd, own_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-            _LIVE.add(proc)
+        latest: list[bytes] = []
+        reader = threading.Thread(target=_read_results, args=(read_fd, latest), daemon=True)
+        try:
+            with _LIVE_LOCK:
+                if _STOPPED:
+                    os.close(read_fd)
+                    raise LoadInterrupted(f"interrupted by {_STOPPED[0].name} before the load started")
+                proc = children.start(
+                    cmd,
+                    own_session=True,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    pass_fds=(write_fd,),
+                )
+                _LIVE.add(proc)
+        finally:
+            os.close(write_fd)  # the load process holds its own copy; EOF comes when it exits
+        reader.start()
         if _STOPPED:  # a handler that ran on this thread while it held the lock
             proc.send_signal(_STOPPED[0])
         try:
-            output, _ = proc.communicate()
+            output, _ = proc.communicate(spec.model_dump_json().encode())
         finally:
             with _LIVE_LOCK:
                 _LIVE.discard(proc)
             children.kill_group(proc)  # stragglers of its group (workers)
-        if out_path.exists():
-            result = load_result(out_path)
+            reader.join(timeout=30)
+        if latest:
+            result = RunResult.model_validate_json(latest[-1])
             if proc.returncode not in (0, EXIT_INTERRUPTED) and result.error is None:
                 error = f"load process exited with {proc.returncode}: {_tail(output)}"
                 return result.model_copy(update={"error": error})
             return result
         raise RuntimeError(f"the load process failed (exit {proc.returncode}): {_tail(output)}")
+
+
+def _read_results(fd: int, latest: list[bytes]) -> None:
+    """Keep the last complete result line the load process sent on ``fd``."""
+    with os.fdopen(fd, "rb") as pipe:
+        for line in pipe:
+            if line.endswith(b"\n") and line.strip():
+                latest[:] = [line]
 
 
 def _tail(data: bytes, n: int = 2000) -> str:

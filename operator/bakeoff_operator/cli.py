@@ -11,6 +11,9 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
 # Modules that contribute subcommands, in the order `bakeoff --help` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "bakeoff_operator.local",
@@ -39,7 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(list(argv) if argv is not None else None)
     # Subcommands name their handler `func` (argparse's convention) or `handler`.
     handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", None) or args.func
-    return int(handler(args))
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:  # Ctrl-C where a command has nothing to keep: no traceback
+        print(f"bakeoff {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `bakeoff predict ... | head`
+        sys.stderr.close()
+        return EXIT_INTERRUPTED
+    except OSError as err:  # a path, a permission or a full disk that the command did not name itself
+        where = f" {err.filename}" if err.filename else ""
+        print(f"bakeoff {args.command}: error: cannot use{where}: {err.strerror or err}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def started_runtimes(
             try:
                 healthy[name] = wait_healthy(runtime)
             except RuntimeStartError as err:
-                failures[name] = str(err).splitlines()[0] + f" (log: {runtime.log_path})"
+                failures[name] = str(err).splitlines()[0]  # names the log, and the fix where one is known
                 continue
             if options.engine == "vllm":
                 # vLLM's first request on CPU pays one-off kernel and allocator warm-up (over a second for
@@ -569,17 +569,30 @@ def _write_summary(run_dir: Path, outcomes: Sequence[BakeOffOutcome], code: int,
 
 
 # --- CLI -----------------------------------------------------------------------------------------------
-def _positive(kind: type[float] | type[int]) -> Any:
+def _number(kind: type[float] | type[int], *, low: float, high: float, low_open: bool = False) -> Any:
+    """An argparse type: a number within [low, high] ((low, high] with `low_open`), bounds as the load
+    plan has them, so a flag is refused where it is typed, not after the runtimes started."""
+    what = "a positive number" if low_open and low == 0 else f"a whole number from {_show(low)}"
+
     def parse(text: str) -> float | int:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < low or (low_open and value == low) or value > high:
+            raise argparse.ArgumentTypeError(f"expected {what} up to {_show(high)}, got {text!r}")
         return value
 
     return parse
+
+
+def _show(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+MAX_DURATION_S = 86_400  # the load plan's bound of one load level
+MAX_REQUESTS = 100_000_000
+MAX_SEED = 2**63 - 1
 
 
 def add_parser(subparsers: Any) -> None:
@@ -593,17 +606,19 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--engine", choices=ENGINES, default="sim", help="runtime per variant (default: sim)")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="parent of the run directory (default: runs)")
     parser.add_argument("--bakeoff", action="append", default=[], metavar="NAME", help="run only this BakeOff")
-    parser.add_argument("--seed", type=int, default=None, help="override every BakeOff's seed")
+    parser.add_argument(
+        "--seed", type=_number(int, low=0, high=MAX_SEED), default=None, help="override every BakeOff's seed"
+    )
     parser.add_argument(
         "--duration",
-        type=_positive(float),
+        type=_number(float, low=0, high=MAX_DURATION_S, low_open=True),
         default=None,
         metavar="SECONDS",
         help="override the wall-clock bound of each load level",
     )
     parser.add_argument(
         "--max-requests",
-        type=_positive(int),
+        type=_number(int, low=1, high=MAX_REQUESTS),
         default=None,
         metavar="N",
         help="override the request bound of each load level",

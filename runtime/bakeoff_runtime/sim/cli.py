@@ -24,6 +24,33 @@ from typing import Any
 from pydantic import ValidationError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+# Variant and fault fields -> the flags that set them, so errors name what to fix.
+SIM_FLAGS: dict[str, str] = {
+    "max_model_len": "--max-model-len",
+    "max_num_seqs": "--max-num-seqs",
+    "max_num_batched_tokens": "--max-num-batched-tokens",
+    "gpu_memory_utilization": "--gpu-memory-utilization",
+    "kv_cache_dtype": "--kv-cache-dtype",
+    "tensor_parallel": "--tensor-parallel",
+    "served_model_name": "--served-model-name",
+    "seed": "--seed",
+    "error_rate": "--fault-error-rate",
+    "slow_start_s": "--fault-slow-start-s",
+    "stall_every": "--fault-stall-every",
+    "stall_s": "--fault-stall-s",
+}
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to 65535 (0: any free port), got {port}")
+    return port
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     v.add_argument("--max-num-seqs", type=int, default=256)
     v.add_argument("--max-num-batched-tokens", type=int, default=8192)
     v.add_argument("--gpu-memory-utilization", type=float, default=0.90)
+    v.add_argument(
+        "--allow-weight-only-fallback",
+        action="store_true",
+        help="serve a format that runs weight-only on the GPU class (fp8 on Ampere), as a ModelVariant's "
+        "allowWeightOnlyFallback; refused without it",
+    )
     v.add_argument("--variant-json", type=Path, default=None, help="a Variant as JSON (overrides the flags above)")
     v.add_argument(
         "--variant-env",
@@ -47,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     s = parser.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000, help="0: a free port chosen by the OS")
+    s.add_argument("--port", type=_port, default=8000, help="0: a free port chosen by the OS")
     s.add_argument("--seed", type=int, default=0, help="seed for generated words, ids and injected faults")
     s.add_argument("--log-level", default="warning", help="uvicorn log level")
     f = parser.add_argument_group("fault injection")
@@ -69,18 +102,26 @@ def add_parser(subparsers: Any) -> None:
 
 
 def build_variant(args: argparse.Namespace) -> Any:
-    from bakeoff_runtime.architectures import get_architecture
+    from bakeoff_runtime.cli import explain_flags, load_architecture, weight_only_refusal
     from bakeoff_runtime.formats import Format, KVCacheDtype
-    from bakeoff_runtime.gpus import get_gpu
+    from bakeoff_runtime.gpus import UnknownGPUClassError, get_gpu
     from bakeoff_runtime.variant import Variant, make_variant
 
     if args.variant_json is not None:
-        return Variant.model_validate_json(Path(args.variant_json).read_text())
+        try:
+            return Variant.model_validate_json(Path(args.variant_json).read_text())
+        except OSError as err:
+            raise ValueError(f"--variant-json {args.variant_json}: cannot read it ({err.strerror})") from None
+        except ValidationError as err:
+            raise ValueError(f"--variant-json {args.variant_json}: not a variant: {explain_flags(err, {})}") from None
     if args.variant_env is not None:
         text = os.environ.get(args.variant_env)
         if not text:
             raise ValueError(f"--variant-env {args.variant_env}: the environment variable is not set or empty")
-        return Variant.model_validate_json(text)
+        try:
+            return Variant.model_validate_json(text)
+        except ValidationError as err:
+            raise ValueError(f"--variant-env {args.variant_env}: not a variant: {explain_flags(err, {})}") from None
     try:
         fmt = Format(args.format)
     except ValueError:
@@ -91,7 +132,16 @@ def build_variant(args: argparse.Namespace) -> Any:
         kv = KVCacheDtype(args.kv_cache_dtype)
     except ValueError:
         raise ValueError(f"--kv-cache-dtype {args.kv_cache_dtype!r}: choose auto or fp8") from None
-    arch = get_architecture(args.model)
+    arch = load_architecture(args.model)
+    try:
+        gpu = get_gpu(args.gpu)
+    except UnknownGPUClassError as err:
+        raise ValueError(f"--gpu: {err}") from None
+    refusal = weight_only_refusal(fmt, gpu)
+    if refusal and not args.allow_weight_only_fallback:
+        raise ValueError(refusal)
+    if args.tensor_parallel < 1:
+        raise ValueError(f"--tensor-parallel {args.tensor_parallel}: give a whole number >= 1")
     knobs: dict[str, object] = {
         "max_model_len": args.max_model_len,
         "max_num_seqs": args.max_num_seqs,
@@ -103,11 +153,23 @@ def build_variant(args: argparse.Namespace) -> Any:
         knobs["served_model_name"] = args.served_model_name
     if Path(args.model).suffix == ".json" or Path(args.model).is_dir():
         knobs["model_source"] = str(args.model)
-    return make_variant(arch, fmt, get_gpu(args.gpu), args.tensor_parallel, **knobs)
+    try:
+        return make_variant(arch, fmt, gpu, args.tensor_parallel, **knobs)
+    except ValidationError as err:
+        raise ValueError(explain_flags(err, SIM_FLAGS)) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:  # Ctrl-C before the server took over the signals (it then stops cleanly)
+        print("bakeoff sim: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     from bakeoff_runtime.architectures import ConfigError, UnknownModelError
+    from bakeoff_runtime.cli import explain_flags
     from bakeoff_runtime.gpus import UnknownGPUClassError
     from bakeoff_runtime.sim.engine import Faults
     from bakeoff_runtime.sim.server import SimSettings, Simulator
@@ -125,7 +187,10 @@ def run(args: argparse.Namespace) -> int:
             ),
         )
         sim = Simulator(variant, settings)
-    except (ValidationError, ValueError, UnknownModelError, UnknownGPUClassError, ConfigError, OSError) as err:
+    except ValidationError as err:
+        print(f"bakeoff sim: {explain_flags(err, SIM_FLAGS)}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, UnknownModelError, UnknownGPUClassError, ConfigError, OSError) as err:
         print(f"bakeoff sim: {err}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -148,26 +213,42 @@ def run(args: argparse.Namespace) -> int:
     # Startup objects (modules, the variant, the vocabulary) never die: keep the collector off them,
     # so that full collections during a run stay short.
     gc.freeze()
-    run_loop(_serve(sim, sock, args.log_level))
-    return 0
+    return run_loop(_serve(sim, sock, args.log_level))
 
 
-def run_loop(main: Coroutine[Any, Any, None]) -> None:
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
     """Run on uvloop where it is installed, else on asyncio."""
     try:
         uvloop: Any = importlib.import_module("uvloop")  # optional: not a dependency of Bakeoff
     except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
+        return asyncio.run(main)
+    return int(uvloop.run(main))
 
 
-async def _serve(sim: Any, sock: socket.socket, log_level: str) -> None:
+async def _serve(sim: Any, sock: socket.socket, log_level: str) -> int:
+    """Serve until SIGINT or SIGTERM; returns the exit status (128 + the signal, as a shell reports it)."""
     import uvicorn
 
-    # uvicorn handles SIGINT/SIGTERM: a graceful stop, then the signal is re-raised (exit by signal).
+    loop = asyncio.get_running_loop()
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # Streams in flight end now, so the graceful stop never has to cancel them half-way and
+            # print their tracebacks.
+            loop.call_soon_threadsafe(sim.abort_all)
+            stopped_by.append(sig)
+            if self.should_exit:
+                return  # a second Ctrl-C: the stop (at most timeout_graceful_shutdown) is under way
+            super().handle_exit(sig, frame)
+            # uvicorn would raise the signal again once stopped, into asyncio's own handler (a
+            # KeyboardInterrupt traceback); the command exits with 128 + the signal instead.
+            self._captured_signals.clear()
+
+    # uvicorn handles SIGINT/SIGTERM: a graceful stop.
     config = uvicorn.Config(sim.app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
-    await uvicorn.Server(config).serve(sockets=[sock])
+    stopped_by: list[int] = []
+    await Server(config).serve(sockets=[sock])
+    return 128 + stopped_by[0] if stopped_by else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

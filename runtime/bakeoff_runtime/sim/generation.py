@@ -31,6 +31,29 @@ from bakeoff_runtime.variant import Variant
 SamplingRequest = CompletionRequest | ChatCompletionRequest
 
 
+def check_sampling(body: SamplingRequest) -> None:
+    """The sampling knobs' bounds, checked in vLLM 0.32.0's order and worded as it words them."""
+    if body.n < 1:
+        raise bad_request(f"n must be at least 1, got {body.n}.")
+    for name in ("presence_penalty", "frequency_penalty"):
+        value = getattr(body, name)
+        if value is not None and not -2.0 <= value <= 2.0:
+            raise bad_request(f"{name} must be in [-2, 2], got {float(value)}.")
+    if body.repetition_penalty is not None and body.repetition_penalty <= 0.0:
+        raise bad_request(f"repetition_penalty must be greater than zero, got {float(body.repetition_penalty)}.")
+    t = body.temperature
+    if t is not None and t < 0.0:
+        raise invalid_parameter(f"temperature must be non-negative, got {float(t)}.", "temperature", float(t))
+    if t is not None and t > 2.0:
+        raise invalid_parameter(f"temperature must be in [0, 2], got {float(t)}.", "temperature", float(t))
+    if body.top_p is not None and not 0.0 < body.top_p <= 1.0:
+        raise invalid_parameter(f"top_p must be in (0, 1], got {float(body.top_p)}.", "top_p", float(body.top_p))
+    if body.top_k is not None and body.top_k < -1:
+        raise bad_request(f"top_k must be 0 (disable), or at least 1, got {body.top_k}.")
+    if body.min_p is not None and not 0.0 <= body.min_p <= 1.0:
+        raise bad_request(f"min_p must be in [0, 1], got {float(body.min_p)}.")
+
+
 class Generation:
     """Admits requests into one engine and delivers their tokens."""
 
@@ -65,6 +88,7 @@ class Generation:
                 "input_tokens",
                 over,
             )
+        check_sampling(body)
         if max_tokens is not None and max_tokens < 1:
             raise invalid_parameter(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens", max_tokens)
         if body.min_tokens < 0:

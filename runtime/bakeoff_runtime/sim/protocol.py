@@ -33,6 +33,14 @@ class _Sampling(BaseModel):
     seed: int | None = Field(default=None, description="Seed for the generated words.")
     n: int = Field(default=1, description="Choices per prompt (the simulator serves 1).")
     stop: str | list[str] | None = None
+    # Sampling knobs change nothing in a simulator, but their bounds are checked as vLLM checks them.
+    temperature: float | None = Field(default=None, description="Sampling temperature, [0, 2].")
+    top_p: float | None = Field(default=None, description="Nucleus sampling mass, (0, 1].")
+    top_k: int | None = Field(default=None, description="Top-k (0 or -1: disabled).")
+    min_p: float | None = Field(default=None, description="Minimum token probability, [0, 1].")
+    presence_penalty: float | None = Field(default=None, description="[-2, 2].")
+    frequency_penalty: float | None = Field(default=None, description="[-2, 2].")
+    repetition_penalty: float | None = Field(default=None, description="Greater than 0.")
 
 
 class CompletionRequest(_Sampling):

@@ -114,6 +114,12 @@ class Simulator:
         if self.engine is not None:
             await self.engine.stop()
 
+    def abort_all(self) -> None:
+        """End every request in flight (the server is stopping): each stream finishes with reason abort."""
+        if self.engine is not None:
+            for request in list(self.engine.active.values()):
+                self.engine.abort(request)
+
     @property
     def _engine(self) -> Engine:
         if self.engine is None:
