@@ -3,9 +3,11 @@
 ``add_parser(subparsers)`` registers the sub-command on a parent parser; ``python -m
 bakeoff_loadtest.cli loadtest ...`` runs it alone. Exit status: 0 done; 1 the run failed: a load point
 had no successful request or the run ended early (results so far are written, the first failure's
-cause is printed); 2 bad flags or values, an unwritable ``--out``, a busy ``--metrics-port`` (found
-before any load runs); 130 interrupted by SIGINT or SIGTERM (the load stops, what it measured is
-written and marked ``interrupted``).
+cause is printed), or the summary (``--summary-file``, ``--summary-configmap``: the compact results a
+bake-off's Job hands back, `bakeoff_loadtest.run_summary`) could not be written; 2 bad flags or
+values, an unwritable ``--out``, a busy ``--metrics-port`` (found before any load runs); 130
+interrupted by SIGINT or SIGTERM (the load stops, what it measured is written and marked
+``interrupted``).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from bakeoff_runtime.cost import CostInputs
 from bakeoff_runtime.workloads import LengthDistribution, LengthKind, LoadMode, UseCase, Workload, use_case_workload
 from pydantic import ValidationError
 
+from bakeoff_loadtest.configmap_writer import ConfigMapTarget, parse_target, write_configmap
 from bakeoff_loadtest.result_files import stem, write_results
 from bakeoff_loadtest.results import LoadPoint, RunResult
+from bakeoff_loadtest.run_summary import SummaryError, write_file
 from bakeoff_loadtest.slo import SLO, Percentile
 from bakeoff_loadtest.spec import RunSpec
 
@@ -144,6 +148,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     p.add_argument("--metrics-port", type=int, help="serve live Prometheus metrics on this port")
     p.add_argument("--out", type=Path, default=Path("loadtest-results"), help="results directory")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--summary-file", type=Path, help="also write the run's summary (compact results JSON) here")
+    p.add_argument(
+        "--summary-configmap",
+        metavar="[NAMESPACE/]NAME",
+        help="also create this ConfigMap holding the summary, as the pod's ServiceAccount (or KUBECONFIG's user)",
+    )
+    p.add_argument("--summary-label", action="append", default=[], metavar="KEY=VALUE", help="label of the ConfigMap")
+    p.add_argument(
+        "--summary-owner", metavar="apiVersion=..,kind=..,name=..,uid=..", help="owner reference of the ConfigMap"
+    )
     p.set_defaults(func=handle)
 
 
@@ -255,6 +269,7 @@ def handle(a: argparse.Namespace) -> int:
         if a.metrics_port is not None:
             _check_port(a.metrics_port)
         _check_out(a.out)  # last: it creates the folder
+        target = parse_target(a.summary_configmap, a.summary_label, a.summary_owner) if a.summary_configmap else None
     except ValueError as e:
         print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -267,6 +282,7 @@ def handle(a: argparse.Namespace) -> int:
             print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
             return EXIT_FAILED
         saved = _save(result, a.out, report=not a.no_report)
+        handed = _hand_over(result, a.summary_file, target)
     print(summary_text(result))
     for line in failure_lines(result):
         print(f"bakeoff loadtest: {line}", file=sys.stderr)
@@ -275,13 +291,26 @@ def handle(a: argparse.Namespace) -> int:
         where = f"results so far: {saved}" if saved is not None else "the results could not be saved"
         print(f"bakeoff loadtest: {why}; {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if saved is None:
+    if saved is None or not handed:
         return EXIT_FAILED
     print(f"results: {saved}")
     if result.error:
         print(f"bakeoff loadtest: failed: {result.error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _hand_over(result: RunResult, path: Path | None, target: ConfigMapTarget | None) -> bool:
+    """Write the summary where the flags ask; False (after saying why) when a write failed."""
+    try:
+        if path is not None:
+            write_file(result, path)
+        if target is not None:
+            print(f"summary: ConfigMap {write_configmap(result, target)}")
+    except SummaryError as e:
+        print(f"bakeoff loadtest: error: {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def _check_out(out: Path) -> None:

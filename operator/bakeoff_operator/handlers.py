@@ -1,4 +1,4 @@
-"""kopf handlers of the Bakeoff operator: size ModelVariants and validate BakeOffs into their status.
+"""kopf handlers of the Bakeoff operator: deploy ModelVariants, run BakeOffs, and say so in their status.
 
 Run it as the chart does::
 
@@ -18,6 +18,13 @@ conditions, the BakeOffs of its namespace are validated again. Because a status 
 objects, every status is computed and written under one lock per kind and namespace, through
 `bakeoff_operator.kube` with the `resourceVersion` it was read at (see `_StatusLocks`).
 
+A BakeOff also runs: `planning.runs` decides when a run is due and what it measures, and folds a
+finished run's results into status; `reconcile_runs` applies that (the run's Job from `render.jobs`,
+the results, the variants' measured capacity, Events, `/metrics`). It is called when the BakeOff
+changes (a `bakeoff.dev/run-now` annotation), when its variants or its Jobs change, and every
+`RUNS_INTERVAL_S` by a thread of its own (`RunsLoop`; a kopf timer would add a finalizer to every
+BakeOff).
+
 Environment (set by the chart): `BAKEOFF_NAMESPACE` is the operator's own namespace (the pod's),
 `BAKEOFF_METRICS_PORT`, `BAKEOFF_PROMETHEUS_URL` and `BAKEOFF_VLLM_IMAGE` configure the metrics,
 autoscaler and runtimes; they are checked at startup (`OperatorConfig`) and kept in kopf's `memo`.
@@ -28,6 +35,7 @@ chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always wa
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -35,7 +43,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 import kopf
 from bakeoff_runtime.gpus import GPUCatalog
@@ -48,12 +56,15 @@ from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.modelvariant import Engine, ModelVariant, ModelVariantStatus
 from bakeoff_operator.autoscaler import Autoscaler
 from bakeoff_operator.io import kube
+from bakeoff_operator.io import runs as run_io
 from bakeoff_operator.io.kube import status_lock
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus
+from bakeoff_operator.planning import runs
 from bakeoff_operator.planning import status as plan
 from bakeoff_operator.planning.children import KSERVE_POD_LABEL, ChildrenState
 from bakeoff_operator.planning.children import observe_children as observed_children
+from bakeoff_operator.render.jobs import JobSettings, owner_of, render_identity, render_run_job
 from bakeoff_operator.render.kserve import (
     INFERENCE_SERVICE_API,
     LABEL_MANAGED_BY,
@@ -149,6 +160,12 @@ class OperatorConfig(BaseModel):
     memory_gib_per_gpu: int = Field(
         default=64, ge=1, le=4096, description="BAKEOFF_MEMORY_GIB_PER_GPU: host memory per GPU, GiB."
     )
+    loadtest_cluster_role: str = Field(
+        default="bakeoff-loadtest",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$",
+        description="BAKEOFF_LOADTEST_CLUSTER_ROLE: the chart's ClusterRole that bake-off run Jobs are bound to.",
+    )
 
     ENV: ClassVar[dict[str, str]] = {
         "namespace": "BAKEOFF_NAMESPACE",
@@ -164,6 +181,7 @@ class OperatorConfig(BaseModel):
         "simulator_requests_gpus": "BAKEOFF_SIMULATOR_REQUESTS_GPUS",
         "cpu_per_gpu": "BAKEOFF_CPU_PER_GPU",
         "memory_gib_per_gpu": "BAKEOFF_MEMORY_GIB_PER_GPU",
+        "loadtest_cluster_role": "BAKEOFF_LOADTEST_CLUSTER_ROLE",
     }
 
     @classmethod
@@ -178,6 +196,13 @@ class OperatorConfig(BaseModel):
                 f"{cls.ENV[str(e['loc'][0])]}={given.get(str(e['loc'][0]))!r}: {e['msg']}" for e in err.errors()
             )
             raise ValueError(f"operator environment: {bad}") from None
+
+    def job_settings(self) -> JobSettings:
+        """The settings of bake-off run Jobs: Bakeoff's image (the simulator's) and the ClusterRole."""
+        fields: dict[str, Any] = {"cluster_role": self.loadtest_cluster_role}
+        if self.simulator_image:
+            fields["image"] = self.simulator_image
+        return JobSettings(**fields)
 
     def render_settings(self, pod_monitor: bool = True) -> RenderSettings:
         """The settings the KServe renderer takes from this configuration."""
@@ -631,11 +656,17 @@ def resize_on_gpu_class_change(
 
 
 # --- BakeOff ------------------------------------------------------------------------------------------------------
+# How often every BakeOff's runs are looked at (a schedule comes due, a run stops waiting for its
+# variants), besides the events that look at once: the BakeOff's own changes, its variants' and its Jobs'.
+RUNS_INTERVAL_S: Final = 10.0
+
+
 @kopf.on.resume(*BAKEOFFS)
 @kopf.on.create(*BAKEOFFS)
 @kopf.on.update(*BAKEOFFS)
-def validate_bakeoff(*, name: str, namespace: str | None, logger: kopf.Logger, **kwargs: Any) -> None:
-    """Check the variants the bake-off names or selects exist and are Ready; say that runs are not scheduled."""
+def validate_bakeoff(*, name: str, namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Check the variants the bake-off names or selects exist and are Ready; then look at its runs (a
+    new `bakeoff.dev/run-now` annotation, a schedule that changed)."""
     model_variants: kopf.Index[str, plan.ObservedVariant] = kwargs["model_variants"]
     outcome = refresh(
         BAKEOFFS[2],
@@ -647,6 +678,8 @@ def validate_bakeoff(*, name: str, namespace: str | None, logger: kopf.Logger, *
     )
     if outcome is not None and outcome.invalid is not None:
         raise kopf.PermanentError(f"invalid spec: {outcome.invalid}")
+    if outcome is not None:
+        reconcile_runs(namespace or "", name, gpu_classes=kwargs["gpu_classes"], memo=memo, logger=logger)
 
 
 def _fingerprint(variant: plan.ObservedVariant) -> tuple[Any, ...]:
@@ -666,7 +699,8 @@ def revalidate_bakeoffs(
     logger: kopf.Logger,
     **kwargs: Any,
 ) -> None:
-    """A ModelVariant appeared, went, or changed labels or conditions: validate its namespace's BakeOffs."""
+    """A ModelVariant appeared, went, or changed labels or conditions: validate its namespace's BakeOffs
+    (and start a run that waited for it to be Ready)."""
     model_variants: kopf.Index[str, plan.ObservedVariant] = kwargs["model_variants"]
     bakeoffs: kopf.Index[str, str] = kwargs["bakeoffs"]
     seen: dict[tuple[str, str], tuple[Any, ...]] = memo.setdefault("variant_fingerprints", {})
@@ -688,3 +722,230 @@ def revalidate_bakeoffs(
             owned=plan.OWNED_BAKEOFF_FIELDS,
             logger=logger,
         )
+        reconcile_runs(namespace or "", bakeoff, gpu_classes=kwargs["gpu_classes"], memo=memo, logger=logger)
+
+
+# --- BakeOff runs: scheduled load-test Jobs, results back into status ------------------------------------------------
+def parse_bakeoff(body: Mapping[str, Any]) -> BakeOff | None:
+    """The BakeOff with what its runs read (its status, creation time and run-now request); None when the
+    models reject it (its validation says why)."""
+    wire = _wire(body)
+    metadata = body.get("metadata") or {}
+    wire["metadata"]["creationTimestamp"] = metadata.get("creationTimestamp")
+    request = (metadata.get("annotations") or {}).get(runs.ANNOTATION_RUN_NOW)
+    wire["metadata"]["annotations"] = {runs.ANNOTATION_RUN_NOW: request} if request else {}
+    try:
+        bo = BakeOff.model_validate(wire)
+    except ValidationError:
+        return None
+    return bo.model_copy(update={"status": _stored_status(BakeOffStatus, body)})
+
+
+def _variants_of(namespace: str) -> list[ModelVariant]:
+    """Every ModelVariant of the namespace the models accept, with its status."""
+    out = []
+    for body in kube.list_variants([namespace]):
+        try:
+            mv = ModelVariant.model_validate(_wire(body))
+        except ValidationError:
+            continue  # its own status says what is wrong
+        out.append(mv.model_copy(update={"status": _stored_status(ModelVariantStatus, body)}))
+    return out
+
+
+def _start_run(
+    decision: runs.RunsDecision, bo: BakeOff, config: OperatorConfig, logger: kopf.Logger | logging.Logger
+) -> str | None:
+    """Create the run's identity and Job; the API server's refusal, if it refuses."""
+    start = decision.start
+    assert start is not None
+    namespace, name, uid = bo.metadata.namespace or "", bo.metadata.name, str(bo.metadata.uid)
+    owner = owner_of(name, uid)
+    settings = config.job_settings()
+    try:
+        run_io.ensure_identity(namespace, render_identity(name, owner, settings))
+        created = run_io.create_job(render_run_job(start, name, namespace, owner, settings))
+    except ApiException as err:
+        if err.status in (400, 403, 404, 422):
+            return f"{err.status} {_api_message(err)}"
+        raise
+    logger.info(f"bakeoffs {namespace}/{name}: run {start.run} {'started' if created else 'adopted'}")
+    return None
+
+
+def _write_capacity(namespace: str, capacity: runs.VariantCapacity) -> None:
+    """A measured variant's `status.measuredCapacity` (fields the variant's own status leaves alone)."""
+    wire = capacity.capacity.to_wire()
+    with status_lock(MODEL_VARIANTS[2], namespace):
+        for _ in range(MAX_REFRESH_ATTEMPTS):
+            body = kube.get_object(MODEL_VARIANTS[2], namespace, capacity.variant)
+            if body is None or (body.get("status") or {}).get("measuredCapacity") == wire:
+                return
+            version = str(body["metadata"]["resourceVersion"])
+            result = kube.patch_status(
+                MODEL_VARIANTS[2], namespace, capacity.variant, {"measuredCapacity": wire}, version
+            )
+            if result is not kube.PatchOutcome.CONFLICT:
+                return
+
+
+def _apply_decision(
+    decision: runs.RunsDecision,
+    body: Mapping[str, Any],
+    jobs: list[runs.JobState],
+    results: list[runs.ResultState],
+    memo: Any,
+) -> None:
+    """What follows a status write: deletions beyond the history, capacities, Events, metrics."""
+    namespace, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
+    uids = {j.name: j.uid for j in jobs}
+    for job in decision.delete_jobs:
+        run_io.delete_job(namespace, job, uids.get(job))
+    result_uids = {r.name: r.uid for r in results}
+    for result in decision.delete_results:
+        run_io.delete_result(namespace, result, result_uids.get(result))
+    for capacity in decision.capacities:
+        _write_capacity(namespace, capacity)
+    for event in decision.events:
+        # kopf reads the reference (apiVersion, kind, name, namespace, uid) of any object body.
+        kind = "Warning" if event.warning else "Normal"
+        kopf.event(cast(kopf.Body, body), type=kind, reason=event.reason, message=event.message)
+    metrics: OperatorMetrics | None = memo.get("metrics")
+    if metrics is not None:
+        status = decision.status
+        metrics.set_bakeoff(namespace, name, runs.result_metrics(status), runs.last_run_failed(status))
+
+
+def reconcile_runs(
+    namespace: str,
+    name: str,
+    *,
+    gpu_classes: kopf.Index[str, GPUClass],
+    memo: Any,
+    logger: kopf.Logger | logging.Logger,
+) -> runs.RunsDecision | None:
+    """Read the BakeOff, its variants, run Jobs and results; let `planning.runs` decide; start the run it
+    says, write the status it gives and do the rest. Under the BakeOff status lock, from fresh reads: a
+    write that lost a race is computed again (a Job created meanwhile is then adopted, not doubled)."""
+    config: OperatorConfig = memo.config
+    catalog = catalog_from(gpu_classes)
+    with status_lock(BAKEOFFS[2], namespace):
+        started: list[runs.RunEvent] = []
+        for _ in range(MAX_REFRESH_ATTEMPTS):
+            body = kube.get_object(BAKEOFFS[2], namespace, name)
+            bo = parse_bakeoff(body) if body is not None else None
+            if body is None or bo is None:
+                return None
+            jobs = [j for raw in run_io.list_run_jobs(namespace, name) if (j := runs.job_state(raw)) is not None]
+            results = [r for raw in run_io.list_results(namespace, name) if (r := runs.result_state(raw)) is not None]
+            variants = _variants_of(namespace)
+            now = clock()
+            decision = runs.plan_runs(bo, variants, jobs=jobs, results=results, catalog=catalog, now=now)
+            if decision.start is not None:
+                refused = _start_run(decision, bo, config, logger)
+                if refused is not None:
+                    failed = runs.unstarted_job(decision.start, refused, now)
+                    decision = runs.plan_runs(
+                        bo, variants, jobs=[*jobs, failed], results=results, catalog=catalog, now=now
+                    )
+                else:
+                    started = [e for e in decision.events if e.reason == runs.RunReason.RUN_STARTED]
+            stored = _stored_status(BakeOffStatus, body)
+            written = not plan.status_changed(stored, decision.status)
+            if not written:
+                patch = plan.status_patch(decision.status, runs.OWNED_RUN_FIELDS)
+                version = str(body["metadata"]["resourceVersion"])
+                result = kube.patch_status(BAKEOFFS[2], namespace, name, patch, version)
+                if result is kube.PatchOutcome.GONE:
+                    return None
+                written = result is kube.PatchOutcome.WRITTEN
+            if written:
+                extra = [e for e in started if e not in decision.events]
+                _apply_decision(
+                    decision.model_copy(update={"events": (*extra, *decision.events)}), body, jobs, results, memo
+                )
+                return decision
+        logger.warning(f"bakeoffs {namespace}/{name}: run status not written, the object kept changing")
+        return None
+
+
+class RunsLoop:
+    """The BakeOffs kopf has shown this operator, looked at every `RUNS_INTERVAL_S` from a thread of its own:
+    a schedule comes due, a run waiting for its variants gives up waiting. (A kopf timer would do the
+    same but put a finalizer on every BakeOff, so that none could be deleted while the operator is
+    down.) Handlers fill it; the GPU classes index is the one the handlers see."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bakeoffs: set[tuple[str, str]] = set()
+        self.gpu_classes: kopf.Index[str, GPUClass] | None = None
+        self.stop = threading.Event()
+
+    def seen(self, namespace: str, name: str, gpu_classes: kopf.Index[str, GPUClass], *, gone: bool = False) -> None:
+        with self.lock:
+            self.gpu_classes = gpu_classes
+            if gone:
+                self.bakeoffs.discard((namespace, name))
+            else:
+                self.bakeoffs.add((namespace, name))
+
+    def run(self, memo: Any) -> None:
+        logger = logging.getLogger("bakeoff.runs")
+        while not self.stop.wait(RUNS_INTERVAL_S):
+            with self.lock:
+                keys, gpu_classes = sorted(self.bakeoffs), self.gpu_classes
+            for namespace, name in keys:
+                if gpu_classes is None or self.stop.is_set():
+                    break
+                try:
+                    reconcile_runs(namespace, name, gpu_classes=gpu_classes, memo=memo, logger=logger)
+                except Exception:  # one BakeOff's trouble (the API server away) is no reason to stop the others
+                    logger.exception(f"bakeoffs {namespace}/{name}: looking at its runs failed; trying again")
+
+
+@kopf.on.startup()
+def start_runs_loop(*, memo: Any, **_: Any) -> None:
+    loop = RunsLoop()
+    memo.runs_loop = loop
+    # In kopf's context, so that Events posted from the thread reach kopf's poster.
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(loop.run, memo), name="bakeoff-runs", daemon=True).start()
+
+
+@kopf.on.cleanup()
+def stop_runs_loop(*, memo: Any, **_: Any) -> None:
+    loop: RunsLoop | None = memo.get("runs_loop")
+    if loop is not None:
+        loop.stop.set()
+
+
+# The Jobs of bake-off runs carry these labels (render.jobs.run_labels).
+RUN_JOBS: Final[dict[str, Any]] = {
+    runs.LABEL_COMPONENT: runs.COMPONENT_RUN,
+    runs.LABEL_MANAGED_BY: runs.MANAGED_BY,
+    runs.LABEL_BAKEOFF: kopf.PRESENT,
+}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=RUN_JOBS)
+def bakeoff_job_changed(
+    *, type: str | None, labels: Mapping[str, str], namespace: str | None, memo: Any, logger: kopf.Logger, **kwargs: Any
+) -> None:
+    """A run's Job started, ended or went: its BakeOff's runs follow (results fold in at once)."""
+    if type is None:
+        return  # the initial listing: the BakeOffs' resume handlers look at their runs
+    reconcile_runs(namespace or "", labels[runs.LABEL_BAKEOFF], gpu_classes=kwargs["gpu_classes"], memo=memo,
+                   logger=logger)  # fmt: skip
+
+
+@kopf.on.event(*BAKEOFFS)
+def bakeoff_seen(*, type: str | None, name: str, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+    """Every BakeOff joins the runs loop; a deleted one leaves it, and its verdict leaves /metrics (its
+    Jobs and results go with it, by owner references)."""
+    gone = type == "DELETED"
+    loop: RunsLoop | None = memo.get("runs_loop")
+    if loop is not None:
+        loop.seen(namespace or "", name, kwargs["gpu_classes"], gone=gone)
+    metrics: OperatorMetrics | None = memo.get("metrics")
+    if gone and metrics is not None:
+        metrics.remove_bakeoff(namespace or "", name)

@@ -122,13 +122,28 @@ CAN: list[tuple[str, str, str]] = [
     ("watch", "deployments.apps", "--all-namespaces"),
     ("create", "events", "-n=default"),
     ("list", "nodes", ""),
+    # BakeOff runs: their Jobs, result ConfigMaps, and the identity the Jobs run as.
+    ("create", "jobs.batch", "-n=default"),
+    ("delete", "jobs.batch", "-n=default"),
+    ("watch", "jobs.batch", "--all-namespaces"),
+    ("list", "configmaps", "-n=default"),
+    ("delete", "configmaps", "-n=default"),
+    ("create", "serviceaccounts", "-n=default"),
+    ("create", "rolebindings.rbac.authorization.k8s.io", "-n=default"),
+    ("bind", f"clusterroles.rbac.authorization.k8s.io/{RELEASE}-loadtest", "-n=default"),
 ]
 CANNOT: list[tuple[str, str, str]] = [
     ("get", "secrets", "-n=default"),
     ("create", "pods", "-n=default"),
     ("delete", "inferenceservices.serving.kserve.io", "-n=default"),
     ("update", "servingruntimes.serving.kserve.io", "-n=default"),
-    ("create", "jobs.batch", "-n=default"),
+    ("update", "jobs.batch", "-n=default"),
+    ("create", "configmaps", "-n=default"),
+    ("get", "configmaps", "-n=default"),
+    ("update", "configmaps", "-n=default"),
+    ("delete", "serviceaccounts", "-n=default"),
+    ("create", "roles.rbac.authorization.k8s.io", "-n=default"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin", "-n=default"),
     ("create", "prometheusrules.monitoring.coreos.com", "-n=default"),
     ("delete", "modelvariants.bakeoff.dev", "-n=default"),
     ("delete", "gpuclasses.bakeoff.dev", ""),
@@ -149,3 +164,22 @@ def test_operator_rbac_is_least_privilege(installed: Installed, verb: str, resou
     args = ["auth", "can-i", verb, resource, f"--as={SERVICE_ACCOUNT}"] + ([scope] if scope else [])
     answer = installed.cp.kubectl(*args, check=False).stdout.strip()
     assert answer == ("yes" if (verb, resource, scope) in CAN else "no"), f"{verb} {resource}: {answer}"
+
+
+# What a BakeOff's run Job may do once the operator binds its ServiceAccount to the loadtest ClusterRole.
+RUN_JOB_CAN = [("create", "configmaps")]
+RUN_JOB_CANNOT = [("get", "configmaps"), ("list", "configmaps"), ("delete", "configmaps"), ("list", "pods"),
+                  ("get", "secrets"), ("patch", "bakeoffs.bakeoff.dev"), ("create", "jobs.batch")]  # fmt: skip
+
+
+def test_a_run_job_may_create_configmaps_and_nothing_else(installed: Installed, namespace: str) -> None:
+    cp = installed.cp
+    cp.kubectl("create", "serviceaccount", "bo-loadtest", "-n", namespace)
+    cp.kubectl(
+        "create", "rolebinding", "bo-loadtest", "-n", namespace, f"--clusterrole={RELEASE}-loadtest",
+        f"--serviceaccount={namespace}:bo-loadtest",
+    )  # fmt: skip
+    job = f"system:serviceaccount:{namespace}:bo-loadtest"
+    for verb, resource in RUN_JOB_CAN + RUN_JOB_CANNOT:
+        answer = cp.kubectl("auth", "can-i", verb, resource, f"--as={job}", "-n", namespace, check=False).stdout.strip()
+        assert answer == ("yes" if (verb, resource) in RUN_JOB_CAN else "no"), f"{verb} {resource}: {answer}"

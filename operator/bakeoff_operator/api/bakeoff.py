@@ -239,6 +239,48 @@ class Pricing(ApiModel):
     spot: bool = Field(default=False, description="Use the GPU class's spot price instead of on-demand.")
 
 
+MAX_RUN_DEADLINE: Final = "168h"  # a week: a run that takes longer is stuck, not measuring
+DEFAULT_HISTORY_LIMIT: Final = 5
+
+
+class RunPolicy(ApiModel):
+    """How each run of the bake-off executes in a cluster: one Kubernetes Job per run."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                f"!has(self.deadline) || (duration(self.deadline) >= duration('1m') && "
+                f"duration(self.deadline) <= duration('{MAX_RUN_DEADLINE}'))",
+                f"deadline must be at least 1m and at most {MAX_RUN_DEADLINE}, e.g. 2h",
+                ".deadline",
+            ),
+        )
+    )
+
+    side_by_side: bool = Field(
+        default=False,
+        description="Load every variant at once (each on its own replicas); false: one variant after another.",
+    )
+    deadline: Duration | None = Field(
+        default=None,
+        description="Longest a run may take; it is then stopped and marked failed (the Job's "
+        "activeDeadlineSeconds). Default: twice the planned load time plus 5 minutes.",
+    )
+    history_limit: int = Field(
+        default=DEFAULT_HISTORY_LIMIT,
+        ge=1,
+        le=MAX_LAST_RUNS,
+        description="Runs kept in status.lastRuns; the Jobs and result objects of older runs are deleted.",
+    )
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_bounds(cls, value: str | None) -> str | None:
+        if value is not None and not 60 <= duration_seconds(value) <= duration_seconds(MAX_RUN_DEADLINE):
+            raise ValueError(f"deadline must be at least 1m and at most {MAX_RUN_DEADLINE}, e.g. 2h")
+        return value
+
+
 class Selection(BaseModel):
     """The variants a BakeOff names or selects, or why there are none."""
 
@@ -280,7 +322,10 @@ class BakeOffSpec(ApiModel):
     workload: Workload = Field(description="What each request asks for.")
     load: Load = Field(default_factory=Load, description="Load mode, levels and bounds.")
     schedule: Schedule | None = Field(default=None, description="Repeat on a cron or interval; absent: run once.")
-    suspend: bool = Field(default=False, description="Skip scheduled runs while true.")
+    suspend: bool = Field(
+        default=False, description="Skip scheduled runs while true (a `bakeoff.dev/run-now` request still runs)."
+    )
+    runs: RunPolicy = Field(default_factory=RunPolicy, description="How runs execute: side by side, deadline, history.")
     slo: SLO | None = Field(default=None, description="Latency objective for goodput and the recommendation.")
     accuracy_budget: AccuracyBudget | None = Field(
         default=None, description="Largest accuracy loss against the baseline a recommendation may have."
@@ -324,6 +369,9 @@ class VariantResult(ApiModel):
 
     variant: VariantName = Field(description="ModelVariant name.")
     gpu_class: str | None = Field(default=None, max_length=MAX_NAME, alias="gpuClass", description="GPU class.")
+    gpus: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="GPUs serving the load: per replica times replicas."
+    )
     requests: int | None = Field(default=None, ge=0, le=1_000_000_000, description="Requests completed.")
     ttft_ms: LatencyPercentiles | None = Field(default=None, description="Time to first token.")
     itl_ms: LatencyPercentiles | None = Field(default=None, description="Inter-token latency.")
@@ -361,6 +409,19 @@ class RunOutcome(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    SKIPPED = "Skipped"  # due, but no variant could be measured: no Job was created
+
+
+class RunTrigger(StrEnum):
+    SCHEDULE = "Schedule"  # spec.schedule (or, without one, the bake-off's creation)
+    RUN_NOW = "RunNow"  # the `bakeoff.dev/run-now` annotation
+
+
+class SkippedVariant(ApiModel):
+    """A variant a run did not measure, and why."""
+
+    variant: VariantName = Field(description="ModelVariant name.")
+    reason: str = Field(max_length=1024, description="Why it was not measured (e.g. its Ready condition).")
 
 
 class RunRecord(ApiModel):
@@ -369,9 +430,17 @@ class RunRecord(ApiModel):
     name: str = Field(max_length=MAX_NAME, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Run id.")
     start_time: RFC3339 = Field(description="When the run started.")
     completion_time: RFC3339 | None = Field(default=None, description="When it finished.")
-    outcome: RunOutcome = Field(description="Running, Succeeded or Failed.")
+    outcome: RunOutcome = Field(description="Running, Succeeded, Failed or Skipped.")
     message: str = Field(default="", max_length=MAX_REASON, description="Details, e.g. why it failed.")
     recommended: str | None = Field(default=None, max_length=MAX_NAME, description="Variant recommended by the run.")
+    trigger: RunTrigger | None = Field(default=None, description="What started it: Schedule or RunNow.")
+    job: str | None = Field(default=None, max_length=MAX_NAME, description="The Job that ran it.")
+    variants: list[VariantName] = Field(
+        default_factory=list, max_length=MAX_VARIANTS, description="Variants the run measured, in order."
+    )
+    skipped: list[SkippedVariant] = Field(
+        default_factory=list, max_length=MAX_VARIANTS, description="Variants it did not measure, with the reason."
+    )
 
 
 class BakeOffStatus(ApiModel):
@@ -401,6 +470,17 @@ class BakeOffStatus(ApiModel):
         default_factory=list, max_length=MAX_LAST_RUNS, description="Most recent runs, newest first."
     )
     next_run_time: RFC3339 | None = Field(default=None, description="When the next scheduled run starts.")
+    last_schedule_time: RFC3339 | None = Field(
+        default=None, description="The scheduled time of the last run started or skipped."
+    )
+    last_handled_run_now: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The last `bakeoff.dev/run-now` annotation value a run was started for.",
+    )
+    last_successful_run: str | None = Field(
+        default=None, max_length=MAX_NAME, description="The run the results, frontier and recommendation are from."
+    )
 
 
 def record_run(history: list[RunRecord], run: RunRecord) -> list[RunRecord]:

@@ -26,6 +26,7 @@ from bakeoff_operator.api.common import (
     MAX_DESCRIPTION,
     MAX_NAME,
     MAX_REPLICAS,
+    RFC3339,
     SLO,
     ApiModel,
     Condition,
@@ -578,6 +579,19 @@ class PredictedCapacity(ApiModel):
     workload: str | None = Field(default=None, max_length=MAX_NAME, description="Workload the figures are for.")
 
 
+class MeasuredCapacity(ApiModel):
+    """What one replica carried in the last BakeOff run that swept its load: the autoscaler's capacity
+    per replica (instead of the prediction) once it exists."""
+
+    output_tokens_per_second: float = Field(
+        gt=0, le=1e9, description="Output tokens/s per replica at the run's chosen load level (within its SLO)."
+    )
+    bakeoff: str = Field(max_length=MAX_NAME, description="The BakeOff that measured it.")
+    run: str = Field(max_length=MAX_NAME, description="The run that measured it.")
+    workload: str | None = Field(default=None, max_length=MAX_NAME, description="Workload the figure is for.")
+    measured_at: RFC3339 = Field(description="When that run finished.")
+
+
 class ModelVariantStatus(ApiModel):
     """What the operator resolved, predicted and observes."""
 
@@ -591,6 +605,9 @@ class ModelVariantStatus(ApiModel):
         default=None, description="native, weight-only-fallback or unsupported on the resolved GPU class."
     )
     predicted: PredictedCapacity | None = Field(default=None, description="Predicted capacity and cost.")
+    measured_capacity: MeasuredCapacity | None = Field(
+        default=None, description="Capacity per replica measured by the last BakeOff run that swept its load."
+    )
     endpoint: str | None = Field(default=None, max_length=2048, description="OpenAI-compatible base URL.")
     live_cost_per_1m_tokens_usd: float | None = Field(
         default=None,

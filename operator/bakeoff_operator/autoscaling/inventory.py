@@ -90,11 +90,15 @@ def policy_of(mv: ModelVariant) -> Policy | None:
 
 
 def capacity_of(mv: ModelVariant, measured: Mapping[str, float] | None = None) -> Capacity | None:
-    """One replica's output tokens/s: the last BakeOff's measurement of this variant when there is one,
-    else the performance model's prediction in its status."""
+    """One replica's output tokens/s: the last BakeOff's measurement of this variant when there is one
+    (`measured`, keyed "namespace/variant", else the variant's `status.measuredCapacity`), else the
+    performance model's prediction in its status."""
     key = f"{mv.metadata.namespace or ''}/{mv.metadata.name}" if mv.metadata.namespace else mv.metadata.name
     if measured and measured.get(key):
         return Capacity(tokens_per_second=measured[key], source="measured")
+    recorded = mv.status.measured_capacity if mv.status else None
+    if recorded is not None:
+        return Capacity(tokens_per_second=recorded.output_tokens_per_second, source="measured")
     predicted = mv.status.predicted if mv.status else None
     if predicted is not None and predicted.output_tokens_per_second:
         return Capacity(tokens_per_second=predicted.output_tokens_per_second, source="predicted")

@@ -4,6 +4,7 @@ variant."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Final
@@ -59,6 +60,21 @@ class OperatorMetrics:
             (*VARIANT, "baseline", "gpu_class", "format", "architecture", "field"),
             registry=r,
         )
+        self.bakeoff_result = Gauge(
+            "bakeoff_bakeoff_result",
+            "A BakeOff's verdict per variant from its last successful run, one series per metric: "
+            "cost_per_1m_output_tokens_usd, output_tokens_per_second(_per_gpu), ttft/itl/e2e_p50..p99_ms, "
+            "within_slo, on_pareto_frontier, recommended (planning.runs.result_metrics).",
+            ("namespace", "bakeoff", "variant", "metric"),
+            registry=r,
+        )
+        self.bakeoff_last_run_failed = Gauge(
+            "bakeoff_bakeoff_last_run_failed",
+            "1 when the BakeOff's newest finished run failed (its results are from an earlier run).",
+            ("namespace", "bakeoff"),
+            registry=r,
+        )
+        self._results: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._reasons: dict[tuple[str, str], tuple[str, str]] = {}
         self._specs: dict[tuple[str, str], set[tuple[str, ...]]] = {}
         self._lock = threading.Lock()
@@ -83,6 +99,28 @@ class OperatorMetrics:
             self._specs[(namespace, variant)] = new
             for field, value in values.items():
                 self.variant_spec.labels(namespace, variant, *labels, field).set(value)
+
+    def set_bakeoff(
+        self, namespace: str, bakeoff: str, results: Mapping[str, Mapping[str, float]], last_run_failed: bool
+    ) -> None:
+        """A BakeOff's verdict series; those of variants or metrics it no longer has are removed."""
+        with self._lock:
+            new = {(variant, metric) for variant, values in results.items() for metric in values}
+            for old in self._results.get((namespace, bakeoff), set()) - new:
+                self.bakeoff_result.remove(namespace, bakeoff, *old)
+            self._results[(namespace, bakeoff)] = new
+            for variant, values in results.items():
+                for metric, value in values.items():
+                    self.bakeoff_result.labels(namespace, bakeoff, variant, metric).set(value)
+            self.bakeoff_last_run_failed.labels(namespace, bakeoff).set(1 if last_run_failed else 0)
+
+    def remove_bakeoff(self, namespace: str, bakeoff: str) -> None:
+        """Forget a deleted BakeOff's series."""
+        with self._lock:
+            for old in self._results.pop((namespace, bakeoff), set()):
+                self.bakeoff_result.remove(namespace, bakeoff, *old)
+            with contextlib.suppress(KeyError):
+                self.bakeoff_last_run_failed.remove(namespace, bakeoff)
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         start_http_server(port, addr=addr, registry=self.registry)

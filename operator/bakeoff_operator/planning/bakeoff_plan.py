@@ -2,6 +2,7 @@
 
 Pure: the same translation serves `bakeoff run` on one machine and the operator's Locust Jobs in a
 cluster. Each variant's `LoadPlan` is built here, once; the endpoint is the only thing the caller adds.
+`loadtest_args` spells a run spec as the flags of `bakeoff loadtest`, which a cluster run's Job runs.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from bakeoff_loadtest.compare import compare_with_baseline
 from bakeoff_loadtest.pareto import FRONTIER_LATENCY, tradeoff
 from bakeoff_loadtest.results import LatencySummary, RunResult
-from bakeoff_loadtest.spec import LoadPlan
+from bakeoff_loadtest.spec import LoadPlan, RunSpec
 from bakeoff_runtime.cost import CostInputs
 from bakeoff_runtime.gpus import GPUCatalog
-from bakeoff_runtime.workloads import LoadMode, PredictionMode, Workload
+from bakeoff_runtime.workloads import WORKLOADS, LengthDistribution, LengthKind, LoadMode, PredictionMode, Workload
 from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff_operator.api.bakeoff import (
@@ -89,9 +90,16 @@ def _levels(bakeoff: BakeOff) -> tuple[float, ...]:
 
 
 def load_plan(
-    bakeoff: BakeOff, mv: ModelVariant, sizing: Sizing, workload: Workload, overrides: LoadOverrides
+    bakeoff: BakeOff,
+    mv: ModelVariant,
+    sizing: Sizing,
+    workload: Workload,
+    overrides: LoadOverrides,
+    *,
+    replicas: int = 1,
 ) -> LoadPlan:
-    """How the harness drives `mv` in `bakeoff`: its workload, load levels, bounds, SLO and prices."""
+    """How the harness drives `mv` in `bakeoff`: its workload, load levels, bounds, SLO and prices, for
+    `replicas` replicas serving the load (the cost counts each)."""
     spec = bakeoff.spec
     cost = CostInputs()
     if sizing.variant is not None:
@@ -100,7 +108,7 @@ def load_plan(
             gpu_class=gpu.name,
             price_per_gpu_hour=gpu.hourly_price(spot=spec.pricing.spot),
             gpus=sizing.variant.tensor_parallel,
-            replicas=1,
+            replicas=max(1, replicas),
         )
     return LoadPlan(
         model=mv.served_name,
@@ -123,23 +131,109 @@ def plan_bakeoff(
     variants: Sequence[ModelVariant],
     catalog: GPUCatalog,
     overrides: LoadOverrides | None = None,
+    replicas: Mapping[str, int] | None = None,
 ) -> BakeOffPlan:
-    """Size every selected variant and spell out its load plan."""
+    """Size every selected variant and spell out its load plan; `replicas` gives the replicas serving
+    each variant's endpoint (one where it says nothing)."""
     spec = bakeoff.spec
     workload = workload_of(bakeoff)
     mode = spec.load.mode.prediction_mode
     runs = []
     for mv in select_variants(bakeoff, variants):
         sizing = size_variant(mv, catalog, workload, mode=mode, spot=spec.pricing.spot)
+        serving = (replicas or {}).get(mv.metadata.name, 1)
         runs.append(
             PlannedRun(
                 variant=mv.metadata.name,
                 served_model_name=mv.served_name,
                 sizing=sizing,
-                load=load_plan(bakeoff, mv, sizing, workload, overrides or LoadOverrides()),
+                load=load_plan(bakeoff, mv, sizing, workload, overrides or LoadOverrides(), replicas=serving),
             )
         )
     return BakeOffPlan(bakeoff=bakeoff.metadata.name, workload=workload, mode=mode, runs=runs)
+
+
+# --- the load plan as `bakeoff loadtest` flags -------------------------------------------------------------
+class NotExpressibleError(ValueError):
+    """A run spec that the flags of `bakeoff loadtest` cannot state."""
+
+
+def _number(x: float) -> str:
+    return repr(float(x))
+
+
+def _workload_args(workload: Workload) -> list[str]:
+    """`--workload` and, for a custom one, its lengths; raises NotExpressibleError when the flags cannot
+    state it (they give both lengths one distribution kind and one relative spread)."""
+    named = WORKLOADS.get(workload.name)
+    if named is not None and named == workload:
+        return ["--workload", workload.name]
+    if workload.chat_turns != 1:
+        raise NotExpressibleError(f"workload {workload.name}: `bakeoff loadtest` sends one chat turn per request")
+    prompt, output = workload.prompt, workload.output
+    if prompt.kind is not output.kind:
+        raise NotExpressibleError(
+            f"workload {workload.name}: `bakeoff loadtest` draws prompt and output lengths from one distribution "
+            f"kind, not {prompt.kind.value} and {output.kind.value}"
+        )
+    args = ["--workload", "custom", "--prompt-tokens", str(prompt.mean), "--output-tokens", str(output.mean)]
+    if prompt.kind is LengthKind.FIXED:
+        if prompt != LengthDistribution(mean=prompt.mean) or output != LengthDistribution(mean=output.mean):
+            raise NotExpressibleError(f"workload {workload.name}: fixed lengths take no bounds in `bakeoff loadtest`")
+        return args
+    spread = (prompt.std if prompt.kind is LengthKind.NORMAL else (prompt.upper - prompt.mean)) / prompt.mean
+    try:
+        same = all(d == LengthDistribution.around(d.mean, d.kind, spread) for d in (prompt, output))
+    except ValueError:
+        same = False
+    if not same:
+        raise NotExpressibleError(
+            f"workload {workload.name}: `bakeoff loadtest` spreads both lengths by one relative --spread "
+            f"({prompt.kind.value} around the mean); these prompt and output bounds do not follow it"
+        )
+    return [*args, "--length-dist", prompt.kind.value, "--spread", _number(spread)]
+
+
+def loadtest_args(spec: RunSpec) -> list[str]:
+    """The `bakeoff loadtest` flags that run exactly `spec`: the CLI builds the same spec back from them
+    (a custom workload is then named `custom`). Raises NotExpressibleError for a spec no flags state."""
+    defaults = RunSpec.model_fields
+    if spec.connect_timeout_s != defaults["connect_timeout_s"].default:
+        raise NotExpressibleError("`bakeoff loadtest` has no flag for the connect timeout")
+    args = ["--endpoint", spec.endpoint, "--model", spec.model]
+    if spec.variant:
+        args += ["--variant", spec.variant]
+    args += ["--api", spec.api, *_workload_args(spec.workload), "--mode", spec.mode.value]
+    if spec.levels:
+        args += ["--levels", ",".join(_number(x) for x in spec.levels)]
+    args += ["--arrival", spec.arrival, "--duration", _number(spec.duration_s)]
+    if spec.max_requests is not None:
+        args += ["--max-requests", str(spec.max_requests)]
+    args += ["--seed", str(spec.seed)]
+    if spec.slo is not None:
+        for flag, bound in (
+            ("--slo-ttft-ms", spec.slo.ttft_ms),
+            ("--slo-itl-ms", spec.slo.itl_ms),
+            ("--slo-e2e-ms", spec.slo.e2e_ms),
+        ):
+            if bound is not None:
+                args += [flag, _number(bound)]
+        args += ["--slo-percentile", spec.slo.percentile.value]
+    cost = spec.cost
+    args += [
+        "--slo-max-failure-rate", _number(spec.max_failure_rate),
+        "--gpu-class", cost.gpu_class,
+        "--price-per-gpu-hour", _number(cost.price_per_gpu_hour),
+        "--gpus", str(cost.gpus),
+        "--replicas", str(cost.replicas),
+        "--workers", str(spec.workers),
+        "--timeout", _number(spec.request_timeout_s),
+        "--drain-timeout", _number(spec.drain_timeout_s),
+        "--max-in-flight", str(spec.max_in_flight),
+    ]  # fmt: skip
+    if spec.tokenizer is not None:
+        args += ["--tokenizer", spec.tokenizer]
+    return args
 
 
 # --- results back into status -----------------------------------------------------------------------------
@@ -196,6 +290,7 @@ def summarize(
             VariantResult(
                 variant=run.variant,
                 gpu_class=run.sizing.gpu_class,
+                gpus=result.spec.cost.gpus * result.spec.cost.replicas if result is not None else None,
                 requests=sum(p.requests_ok for p in result.points) if result is not None else None,
                 ttft_ms=_percentiles(point.ttft_ms) if point else None,
                 itl_ms=_percentiles(point.itl_ms) if point else None,

@@ -56,18 +56,12 @@ from bakeoff_operator.planning.sizing import Cause, Sizing, size_variant
 PREDICTION_WORKLOAD: Final = "multi-turn-chat"
 PREDICTION_MODE: Final = "async"
 
-# Reasons this module writes that `api.common.Reason` does not define.
-RUNS_NOT_SCHEDULED: Final = "RunsNotScheduled"
-RUNS_NOT_SCHEDULED_MESSAGE: Final = (
-    "no run scheduled: Bakeoff does not start load-test runs (scheduled Locust Jobs) in the cluster yet (that comes "
-    "in a later release); `bakeoff run <file>` runs this bake-off on one machine"
-)
-
 # Status fields of a ModelVariant this module owns; a merge patch sets each one, null when absent, so a
 # value that no longer holds (a GPU class that stopped fitting) is removed rather than left behind.
 OWNED_VARIANT_FIELDS: Final = ("observedGeneration", "conditions", "resolvedGPUClass", "tensorParallelSize",
                                "formatExecution", "predicted", "endpoint", "replicas", "readyReplicas",
                                "replicasReady", "selector")  # fmt: skip
+# What BakeOff validation writes; its runs (`planning.runs.OWNED_RUN_FIELDS`) write the rest.
 OWNED_BAKEOFF_FIELDS: Final = ("observedGeneration", "conditions")
 
 
@@ -364,8 +358,9 @@ def bakeoff_status(
 ) -> BakeOffStatus:
     """The status `bo` should have, validated against the ModelVariants of its namespace.
 
-    `VariantsResolved` is True when every named or selected variant exists and is Ready; `Running` is
-    False until in-cluster runs exist. Results, frontier and recommendation are carried over.
+    `VariantsResolved` is True when every named or selected variant exists and is Ready. The run
+    conditions (`Running`, `Complete`), results, frontier, recommendation and history are the runs'
+    (`planning.runs`) and are carried over.
     """
     old = bo.status or BakeOffStatus()
     chosen, problem = _selection(bo, variants)
@@ -388,12 +383,7 @@ def bakeoff_status(
             resolved = _condition(
                 ConditionType.VARIANTS_RESOLVED, True, Reason.VARIANTS_FOUND, text, generation=generation, now=now
             )
-    running = _condition(
-        ConditionType.RUNNING, False, RUNS_NOT_SCHEDULED, RUNS_NOT_SCHEDULED_MESSAGE, generation=generation, now=now
-    )
-    return old.model_copy(
-        update={"observed_generation": generation, "conditions": _with(old.conditions, resolved, running)}
-    )
+    return old.model_copy(update={"observed_generation": generation, "conditions": _with(old.conditions, resolved)})
 
 
 def invalid_bakeoff_status(

@@ -1,0 +1,96 @@
+"""Kubernetes I/O of bake-off runs: the run Jobs and result ConfigMaps of a BakeOff, the identity its
+Jobs run as, and the measured capacity written into a ModelVariant's status.
+
+Thin: list, create and delete, each request bounded by a timeout; what to create or delete is decided
+in `planning.runs` and rendered in `render.jobs`. Creation is idempotent (a name that exists is
+adopted, never overwritten) and deletion names one object with its UID as a precondition, so the
+operator never removes what it does not own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+from kubernetes import client
+
+from bakeoff_operator.io.kube import REQUEST_TIMEOUT_S, _plain, api_client
+from bakeoff_operator.planning.runs import COMPONENT_RESULT, COMPONENT_RUN, LABEL_BAKEOFF, LABEL_COMPONENT
+
+BACKGROUND: Final = "Background"  # a Job's pods go with it
+
+
+def _selector(bakeoff: str, component: str) -> str:
+    return f"{LABEL_BAKEOFF}={bakeoff},{LABEL_COMPONENT}={component}"
+
+
+def list_run_jobs(namespace: str, bakeoff: str) -> list[dict[str, Any]]:
+    """The run Jobs of a BakeOff (by label; the planner checks the owner)."""
+    batch = client.BatchV1Api(api_client())
+    jobs = batch.list_namespaced_job(
+        namespace, label_selector=_selector(bakeoff, COMPONENT_RUN), _request_timeout=REQUEST_TIMEOUT_S
+    )
+    return [_plain(j) for j in jobs.items]
+
+
+def list_results(namespace: str, bakeoff: str) -> list[dict[str, Any]]:
+    """The result ConfigMaps of a BakeOff's runs."""
+    core = client.CoreV1Api(api_client())
+    maps = core.list_namespaced_config_map(
+        namespace, label_selector=_selector(bakeoff, COMPONENT_RESULT), _request_timeout=REQUEST_TIMEOUT_S
+    )
+    return [_plain(m) for m in maps.items]
+
+
+def _created(call: Any, *args: Any) -> bool:
+    """Run a create call; False when the object exists already (it is adopted as it is)."""
+    try:
+        call(*args, _request_timeout=REQUEST_TIMEOUT_S)
+    except client.ApiException as err:
+        if err.status == 409:
+            return False
+        raise
+    return True
+
+
+def ensure_identity(namespace: str, objects: Iterable[Mapping[str, Any]]) -> None:
+    """Create the runs' ServiceAccount and RoleBinding where they do not exist yet."""
+    core = client.CoreV1Api(api_client())
+    rbac = client.RbacAuthorizationV1Api(api_client())
+    for obj in objects:
+        body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+        if obj["kind"] == "ServiceAccount":
+            _created(core.create_namespaced_service_account, namespace, body)
+        elif obj["kind"] == "RoleBinding":
+            _created(rbac.create_namespaced_role_binding, namespace, body)
+        else:
+            raise ValueError(f"not a run identity object: {obj['kind']}")
+
+
+def create_job(job: Mapping[str, Any]) -> bool:
+    """Create a run's Job; False when a Job of that name exists (a restart adopts it)."""
+    batch = client.BatchV1Api(api_client())
+    return _created(batch.create_namespaced_job, job["metadata"]["namespace"], dict(job))
+
+
+def _delete(call: Any, name: str, namespace: str, uid: str | None) -> bool:
+    options = client.V1DeleteOptions(
+        propagation_policy=BACKGROUND, preconditions=client.V1Preconditions(uid=uid) if uid else None
+    )
+    try:
+        call(name, namespace, body=options, _request_timeout=REQUEST_TIMEOUT_S)
+    except client.ApiException as err:
+        if err.status in (404, 409):
+            return False
+        raise
+    return True
+
+
+def delete_job(namespace: str, name: str, uid: str | None) -> bool:
+    """Delete a run's Job and its pod, only if it is still the one with `uid`."""
+    return _delete(client.BatchV1Api(api_client()).delete_namespaced_job, name, namespace, uid)
+
+
+def delete_result(namespace: str, name: str, uid: str | None) -> bool:
+    """Delete a result ConfigMap, only if it is still the one with `uid`."""
+    return _delete(client.CoreV1Api(api_client()).delete_namespaced_config_map, name, namespace, uid)
