@@ -14,7 +14,7 @@ from bakeoff_loadtest.records import RequestRecord
 from bakeoff_loadtest.results import RunResult
 from bakeoff_loadtest.spec import RunSpec
 from bakeoff_loadtest.summary import summarize_point
-from bakeoff_operator.api.bakeoff import BakeOff, RunOutcome, RunTrigger, SkippedVariant
+from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus, RunOutcome, RunRecord, RunTrigger, SkippedVariant
 from bakeoff_operator.api.modelvariant import ModelVariant
 from bakeoff_operator.planning.bakeoff_plan import plan_bakeoff
 from bakeoff_operator.planning.runs import JobState, ResultState
@@ -175,3 +175,28 @@ def _run_result(spec_json: str, name: str, replicas: int, error: str | None) -> 
 def result(run: str, name: str, summary: RunResult | str | None, owner: str = UID) -> ResultState:
     text = summary.model_dump_json() if isinstance(summary, RunResult) else summary
     return ResultState(name=f"{run}-{name}", run=run, variant=name, owner_uid=owner, summary=text)
+
+
+def status_with(*runs: RunRecord, **fields: Any) -> dict[str, Any]:
+    """A stored BakeOff status holding `runs` (newest first) and `fields`."""
+    return BakeOffStatus(last_runs=list(runs), **fields).to_wire()
+
+
+def record(name: str, outcome: RunOutcome, start: datetime, end: datetime | None = None, **extra: Any) -> RunRecord:
+    if outcome is not RunOutcome.RUNNING and end is None:
+        end = start + timedelta(minutes=2)
+    return RunRecord(name=name, start_time=start, completion_time=end, outcome=outcome, job=name, **extra)
+
+
+RUN = "bo-20260101-100000"
+
+
+def finished_run(**extra: Any) -> JobState:
+    """The Job of run `RUN`, completed five minutes after it started."""
+    return job(RUN, outcome=RunOutcome.SUCCEEDED, finished=at(5), scheduled=T0, **extra)
+
+
+def running_status(**fields: Any) -> dict[str, Any]:
+    """A stored status with run `RUN` measuring every variant."""
+    rec = record(RUN, RunOutcome.RUNNING, T0, variants=list(NAMES))
+    return status_with(rec, lastScheduleTime="2026-01-01T10:00:00Z", **fields)

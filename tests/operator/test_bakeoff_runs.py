@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from bakeoff_operator.api.bakeoff import BakeOffStatus, RunOutcome, RunRecord, RunTrigger, Schedule, SkippedVariant
+from bakeoff_operator.api.bakeoff import BakeOffStatus, RunOutcome, RunTrigger, Schedule, SkippedVariant
 from bakeoff_operator.api.common import ConditionStatus, find_condition
 from bakeoff_operator.planning import status as plan
 from bakeoff_operator.planning.runs import (
@@ -27,12 +27,17 @@ from bakeoff_operator.planning.runs import (
 from tests.bakeoffs.builders import (
     CATALOG,
     NAMES,
+    RUN,
     T0,
     at,
     bakeoff,
+    finished_run,
     job,
+    record,
     result,
     run_result,
+    running_status,
+    status_with,
     variant,
     variants,
 )
@@ -46,16 +51,6 @@ def condition(d: RunsDecision, type_: str) -> tuple[str, str, str]:
     c = find_condition(d.status.conditions, type_)
     assert c is not None, type_
     return c.status.value, c.reason, c.message
-
-
-def status_with(*runs: RunRecord, **fields: Any) -> dict[str, Any]:
-    return BakeOffStatus(last_runs=list(runs), **fields).to_wire()
-
-
-def record(name: str, outcome: RunOutcome, start: datetime, end: datetime | None = None, **extra: Any) -> RunRecord:
-    if outcome is not RunOutcome.RUNNING and end is None:
-        end = start + timedelta(minutes=2)
-    return RunRecord(name=name, start_time=start, completion_time=end, outcome=outcome, job=name, **extra)
 
 
 # --- when a run is due ---------------------------------------------------------------------------------------
@@ -304,18 +299,6 @@ def test_the_deadline_of_a_run(runs: dict[str, Any], expected: float) -> None:
 
 
 # --- results back into status --------------------------------------------------------------------------------
-RUN = "bo-20260101-100000"
-
-
-def finished_run(**extra: Any) -> Any:
-    return job(RUN, outcome=RunOutcome.SUCCEEDED, finished=at(5), scheduled=T0, **extra)
-
-
-def running_status(**fields: Any) -> dict[str, Any]:
-    rec = record(RUN, RunOutcome.RUNNING, T0, variants=list(NAMES))
-    return status_with(rec, lastScheduleTime="2026-01-01T10:00:00Z", **fields)
-
-
 def test_a_completed_run_becomes_the_results_frontier_and_recommendation() -> None:
     bo = bakeoff(status=running_status(), schedule={"interval": "1h"})
     results = [result(RUN, n, run_result(bo, n)) for n in NAMES]
