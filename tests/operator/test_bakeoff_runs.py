@@ -523,3 +523,23 @@ def test_bakeoff_validation_leaves_the_run_conditions_to_runs() -> None:
     assert find_condition(validated.conditions, "Running") == find_condition(d.status.conditions, "Running")
     assert find_condition(validated.conditions, "Complete") is not None
     assert find_condition(validated.conditions, "VariantsResolved").status is ConditionStatus.FALSE  # type: ignore[union-attr]
+
+
+def test_the_autoscaler_takes_the_measured_capacity_per_replica() -> None:
+    from bakeoff_operator.api.modelvariant import PredictedCapacity
+    from bakeoff_operator.autoscaling.inventory import capacity_of
+
+    bo = bakeoff(status=running_status())
+    results = [result(RUN, n, run_result(bo, n)) for n in NAMES]
+    d = decide(bo, jobs=[finished_run()], results=results, now=at(6))
+    cap = next(c for c in d.capacities if c.variant == "hybrid")
+    mv = variant("hybrid")
+    assert mv.status is not None
+    predicted = mv.status.model_copy(update={"predicted": PredictedCapacity(output_tokens_per_second=999.0)})
+    before = capacity_of(mv.model_copy(update={"status": predicted}))
+    assert before is not None
+    assert (before.source, before.tokens_per_second) == ("predicted", 999.0)
+    measured = mv.model_copy(update={"status": predicted.model_copy(update={"measured_capacity": cap.capacity})})
+    got = capacity_of(measured)
+    assert got is not None
+    assert (got.source, got.tokens_per_second) == ("measured", cap.capacity.output_tokens_per_second)
