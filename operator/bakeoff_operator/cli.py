@@ -16,7 +16,7 @@ EXIT_INTERRUPTED = 130
 
 # Modules that contribute subcommands, in the order `bakeoff --help` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "bakeoff_operator.local",
+    "bakeoff_operator.local_cli",
     "bakeoff_runtime.cli",
     "bakeoff_runtime.sim.cli",
     "bakeoff_runtime.tinymodels_cli",
