@@ -43,18 +43,19 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final, TypeVar, cast
+from typing import Any, Final, cast
 
 import kopf
 from bakeoff_runtime.gpus import GPUCatalog
 from kubernetes.client import ApiException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
-from bakeoff_operator.api.common import DNS_LABEL, GROUP, VERSION, Condition
+from bakeoff_operator.api.common import GROUP, VERSION
 from bakeoff_operator.api.gpuclass import GPUClass
-from bakeoff_operator.api.modelvariant import Engine, ModelVariant, ModelVariantStatus
+from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
 from bakeoff_operator.autoscaler import Autoscaler
+from bakeoff_operator.config import OperatorConfig
 from bakeoff_operator.io import kube
 from bakeoff_operator.io import runs as run_io
 from bakeoff_operator.io.kube import status_lock
@@ -64,7 +65,16 @@ from bakeoff_operator.planning import runs
 from bakeoff_operator.planning import status as plan
 from bakeoff_operator.planning.children import KSERVE_POD_LABEL, ChildrenState
 from bakeoff_operator.planning.children import observe_children as observed_children
-from bakeoff_operator.render.jobs import JobSettings, owner_of, render_identity, render_run_job
+from bakeoff_operator.planning.outcomes import (
+    Outcome,
+    _stored_status,
+    _wire,
+    bakeoff_outcome,
+    observed_variant,
+    problems,
+    variant_outcome,
+)
+from bakeoff_operator.render.jobs import owner_of, render_identity, render_run_job
 from bakeoff_operator.render.kserve import (
     INFERENCE_SERVICE_API,
     LABEL_MANAGED_BY,
@@ -73,9 +83,7 @@ from bakeoff_operator.render.kserve import (
     MANAGED_BY,
     SERVING_RUNTIME_API,
     GPUPlacement,
-    HostResources,
     Owner,
-    RenderSettings,
     Replicas,
     render_children,
 )
@@ -90,218 +98,7 @@ GPU_CLASSES: Final = (GROUP, VERSION, "gpuclasses")
 ANNOTATION_PREFIX: Final = "operator.bakeoff.dev"
 # A status write computed from a read that became stale is refused; read again at most this often.
 MAX_REFRESH_ATTEMPTS: Final = 3
-# Metadata the models read; the rest (managedFields, annotations, owner references) is not theirs.
-_PARSED_METADATA: Final = ("name", "namespace", "labels", "uid", "generation", "resourceVersion")
-
-StatusT = TypeVar("StatusT", bound=BaseModel)
-
 clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # noqa: E731 (replaced in tests)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The status an object should have, what it has, and what is wrong with its spec (if anything)."""
-
-    desired: BaseModel
-    stored: BaseModel | None
-    invalid: str | None = None
-
-    @property
-    def changed(self) -> bool:
-        return plan.status_changed(self.stored, self.desired)
-
-
-class OperatorConfig(BaseModel):
-    """The operator's environment, checked once at startup."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    namespace: str | None = Field(
-        default=None, max_length=63, pattern=DNS_LABEL, description="BAKEOFF_NAMESPACE: the operator's own namespace."
-    )
-    metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="BAKEOFF_METRICS_PORT: the operator's /metrics (unset: none)."
-    )
-    metrics_address: str = Field(
-        default="0.0.0.0",
-        max_length=64,
-        pattern=r"^[0-9a-fA-F.:]+$",
-        description="BAKEOFF_METRICS_ADDRESS: the address /metrics listens on.",
-    )
-    autoscale_interval_s: float = Field(
-        default=15.0, gt=0, le=3600, description="BAKEOFF_AUTOSCALE_INTERVAL_S: seconds between autoscaler rounds."
-    )
-    rate_window: str = Field(
-        default="1m", pattern=r"^[0-9]+(ms|s|m|h)$", description="BAKEOFF_RATE_WINDOW: PromQL rate() window."
-    )
-    watch_namespaces: str = Field(
-        default="",
-        max_length=4096,
-        pattern=r"^[a-z0-9,-]*$",
-        description="BAKEOFF_WATCH_NAMESPACES: comma-separated namespaces the autoscaler acts in (empty: all).",
-    )
-    prometheus_url: str | None = Field(
-        default=None, max_length=2048, pattern=r"^https?://[^\s]+$", description="BAKEOFF_PROMETHEUS_URL."
-    )
-    vllm_image: str | None = Field(
-        default=None, max_length=512, pattern=r"^[^\s]+$", description="BAKEOFF_VLLM_IMAGE: default vLLM image."
-    )
-    simulator_image: str | None = Field(
-        default=None,
-        max_length=512,
-        pattern=r"^[^\s]+$",
-        description="BAKEOFF_SIMULATOR_IMAGE: Bakeoff's image, which simulated replicas run.",
-    )
-    default_engine: Engine = Field(default=Engine.VLLM, description="BAKEOFF_DEFAULT_ENGINE: vllm or simulator.")
-    simulator_requests_gpus: bool = Field(
-        default=True, description="BAKEOFF_SIMULATOR_REQUESTS_GPUS: simulated replicas request their class's GPUs."
-    )
-    cpu_per_gpu: int = Field(default=8, ge=1, le=512, description="BAKEOFF_CPU_PER_GPU: CPU cores per GPU.")
-    memory_gib_per_gpu: int = Field(
-        default=64, ge=1, le=4096, description="BAKEOFF_MEMORY_GIB_PER_GPU: host memory per GPU, GiB."
-    )
-    loadtest_cluster_role: str = Field(
-        default="bakeoff-loadtest",
-        max_length=253,
-        pattern=r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$",
-        description="BAKEOFF_LOADTEST_CLUSTER_ROLE: the chart's ClusterRole that bake-off run Jobs are bound to.",
-    )
-
-    ENV: ClassVar[dict[str, str]] = {
-        "namespace": "BAKEOFF_NAMESPACE",
-        "metrics_port": "BAKEOFF_METRICS_PORT",
-        "metrics_address": "BAKEOFF_METRICS_ADDRESS",
-        "autoscale_interval_s": "BAKEOFF_AUTOSCALE_INTERVAL_S",
-        "rate_window": "BAKEOFF_RATE_WINDOW",
-        "watch_namespaces": "BAKEOFF_WATCH_NAMESPACES",
-        "prometheus_url": "BAKEOFF_PROMETHEUS_URL",
-        "vllm_image": "BAKEOFF_VLLM_IMAGE",
-        "simulator_image": "BAKEOFF_SIMULATOR_IMAGE",
-        "default_engine": "BAKEOFF_DEFAULT_ENGINE",
-        "simulator_requests_gpus": "BAKEOFF_SIMULATOR_REQUESTS_GPUS",
-        "cpu_per_gpu": "BAKEOFF_CPU_PER_GPU",
-        "memory_gib_per_gpu": "BAKEOFF_MEMORY_GIB_PER_GPU",
-        "loadtest_cluster_role": "BAKEOFF_LOADTEST_CLUSTER_ROLE",
-    }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> OperatorConfig:
-        """The configuration in `env`; unset or empty variables keep their defaults. Raises ValueError
-        naming the variable when one is malformed."""
-        given = {field: env[var] for field, var in cls.ENV.items() if env.get(var)}
-        try:
-            return cls.model_validate(given)
-        except ValidationError as err:
-            bad = "; ".join(
-                f"{cls.ENV[str(e['loc'][0])]}={given.get(str(e['loc'][0]))!r}: {e['msg']}" for e in err.errors()
-            )
-            raise ValueError(f"operator environment: {bad}") from None
-
-    def job_settings(self) -> JobSettings:
-        """The settings of bake-off run Jobs: Bakeoff's image (the simulator's) and the ClusterRole."""
-        fields: dict[str, Any] = {"cluster_role": self.loadtest_cluster_role}
-        if self.simulator_image:
-            fields["image"] = self.simulator_image
-        return JobSettings(**fields)
-
-    def render_settings(self, pod_monitor: bool = True) -> RenderSettings:
-        """The settings the KServe renderer takes from this configuration."""
-        fields: dict[str, Any] = {
-            "default_engine": self.default_engine,
-            "simulator_requests_gpus": self.simulator_requests_gpus,
-            "pod_monitor": pod_monitor,
-            "host": HostResources(cpu_per_gpu=self.cpu_per_gpu, memory_gib_per_gpu=self.memory_gib_per_gpu),
-        }
-        if self.vllm_image:
-            fields["vllm_image"] = self.vllm_image
-        if self.simulator_image:
-            fields["simulator_image"] = self.simulator_image
-        return RenderSettings(**fields)
-
-
-# --- reading objects -------------------------------------------------------------------------------------
-def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
-    metadata = body.get("metadata") or {}
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {k: metadata[k] for k in _PARSED_METADATA if metadata.get(k) is not None},
-        "spec": body.get("spec") or {},
-    }
-
-
-def _stored_status(model: type[StatusT], body: Mapping[str, Any]) -> StatusT | None:
-    """The stored status, or None when there is none or it is not one this version can read (it is
-    then rewritten whole)."""
-    raw = body.get("status")
-    if not raw:
-        return None
-    try:
-        return model.model_validate(raw)
-    except ValidationError:
-        return None
-
-
-def problems(err: ValidationError) -> str:
-    """A validation error as `field: message` pairs, in the object's own (camelCase) field names."""
-    parts = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        message = str(e["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
-
-
-def _generation(body: Mapping[str, Any]) -> int | None:
-    generation = (body.get("metadata") or {}).get("generation")
-    return generation if isinstance(generation, int) else None
-
-
-def variant_outcome(
-    body: Mapping[str, Any],
-    catalog: GPUCatalog,
-    now: datetime,
-    children: ChildrenState | None = None,
-    default_engine: Engine = Engine.VLLM,
-) -> Outcome:
-    """What a ModelVariant's status should be, given its stored body, the GPU class catalog and what the
-    cluster shows of its children (nothing deployed when None)."""
-    stored = _stored_status(ModelVariantStatus, body)
-    try:
-        mv = ModelVariant.model_validate(_wire(body))
-    except ValidationError as err:
-        message = problems(err)
-        desired = plan.invalid_variant_status(stored, message, _generation(body), now)
-        return Outcome(desired=desired, stored=stored, invalid=message)
-    mv = mv.model_copy(update={"status": stored})
-    deployment = plan.plan_for_status(mv, catalog, default_engine)
-    observed = children if children is not None else ChildrenState(deployed=False)
-    return Outcome(desired=plan.variant_status(mv, deployment, observed, _generation(body), now), stored=stored)
-
-
-def observed_variant(body: Mapping[str, Any]) -> plan.ObservedVariant:
-    """The name, labels and readable conditions of a ModelVariant, whatever the rest of it holds."""
-    metadata = body.get("metadata") or {}
-    conditions = []
-    for raw in (body.get("status") or {}).get("conditions") or []:
-        try:
-            conditions.append(Condition.model_validate(raw))
-        except ValidationError:
-            continue  # a condition this version cannot read says nothing it could act on
-    return plan.ObservedVariant(name=metadata["name"], labels=dict(metadata.get("labels") or {}), conditions=conditions)
-
-
-def bakeoff_outcome(body: Mapping[str, Any], variants: Iterable[plan.ObservedVariant], now: datetime) -> Outcome:
-    """What a BakeOff's status should be, given the ModelVariants of its namespace."""
-    stored = _stored_status(BakeOffStatus, body)
-    try:
-        bo = BakeOff.model_validate(_wire(body))
-    except ValidationError as err:
-        message = problems(err)
-        desired = plan.invalid_bakeoff_status(stored, message, _generation(body), now)
-        return Outcome(desired=desired, stored=stored, invalid=message)
-    bo = bo.model_copy(update={"status": stored})
-    return Outcome(desired=plan.bakeoff_status(bo, list(variants), _generation(body), now), stored=stored)
 
 
 def catalog_from(gpu_classes: kopf.Index[str, GPUClass]) -> GPUCatalog:

@@ -10,9 +10,10 @@ import pytest
 from bakeoff_operator.api import BakeOff, ConditionStatus, ConditionType, GPUClass, ModelVariant, Reason
 from bakeoff_operator.api.common import Condition, find_condition
 from bakeoff_operator.api.modelvariant import ModelVariantStatus
-from bakeoff_operator.handlers import OperatorConfig, bakeoff_outcome, observed_variant, variant_outcome
+from bakeoff_operator.config import OperatorConfig
 from bakeoff_operator.planning import status as plan
 from bakeoff_operator.planning.children import observe_children
+from bakeoff_operator.planning.outcomes import bakeoff_outcome, observed_variant, variant_outcome
 from bakeoff_runtime.formats import ExecutionMode
 from bakeoff_runtime.gpus import GPUCatalog, default_catalog
 
