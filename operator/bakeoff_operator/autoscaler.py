@@ -24,10 +24,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
-from bakeoff_runtime.gpus import default_catalog
 from kubernetes.client import ApiException
 from pydantic import ValidationError
 
@@ -42,6 +41,8 @@ from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus, PrometheusUnavailable
 from bakeoff_operator.observability.spec import variant_spec
 from bakeoff_operator.planning import status as plan
+from bakeoff_operator.planning.outcomes import wire
+from bakeoff_operator.render.kserve import gpu_placement
 
 LEASE_NAME: Final = "bakeoff-autoscaler"
 LEASE_SECONDS: Final = 30
@@ -124,7 +125,7 @@ class Autoscaler:
         variants: list[ModelVariant] = []
         for body in kube.list_variants(self.namespaces):
             try:
-                variants.append(ModelVariant.model_validate(_wire(body)))
+                variants.append(ModelVariant.model_validate(wire(body, status=True)))
             except ValidationError:
                 continue  # its own status says what is wrong
         policies = {p.key: (p, mv) for mv in variants if (p := policy_of(mv)) is not None}
@@ -174,23 +175,23 @@ class Autoscaler:
             self.history.pop(f"{key[0]}/{key[1]}" if key[0] else key[1], None)
 
     def _gpu_classes(self) -> dict[str, tuple[tuple[str, ...], str, float]]:
-        """Class -> (node products, extended resource, on-demand price per GPU-hour)."""
-        out: dict[str, tuple[tuple[str, ...], str, float]] = {
-            g.name: ((g.product,), g.resource_name, g.price_per_gpu_hour.on_demand) for g in default_catalog().gpus
-        }
+        """Class -> (node products, extended resource, on-demand price per GPU-hour): the default catalog
+        overlaid with the cluster's GPUClass objects, as the reconcile sees them."""
+        objects: dict[str, GPUClass] = {}
         listed = kube.custom_objects().list_cluster_custom_object(GROUP, VERSION, "gpuclasses")
         for body in listed.get("items", []) if isinstance(listed, Mapping) else []:
             try:
-                g = GPUClass.model_validate(_wire(body))
+                g = GPUClass.model_validate(wire(body))
             except ValidationError:
                 continue
-            out[g.metadata.name] = (
-                (g.spec.product, *g.spec.other_products),
-                g.spec.resource_name,
-                g.spec.price_per_gpu_hour.on_demand,
-            )
-        for name, (_, _, price) in out.items():
-            self.metrics.price.labels(name).set(price)
+            objects[g.metadata.name] = g
+        catalog = plan.cluster_catalog(objects.values())
+        out: dict[str, tuple[tuple[str, ...], str, float]] = {}
+        for gpu in catalog.gpus:
+            placement = gpu_placement(gpu.name, objects, catalog)
+            price = gpu.price_per_gpu_hour.on_demand
+            out[gpu.name] = (placement.products, placement.resource_name, price)
+            self.metrics.price.labels(gpu.name).set(price)
         return out
 
     def _condition(self, mv: ModelVariant, verdict: tuple[bool, str, str]) -> None:
@@ -249,16 +250,3 @@ class Autoscaler:
             except Exception:
                 logger.exception("autoscaler round failed; retrying next round")
             stop.wait(max(0.0, interval_s - (time.monotonic() - started)))
-
-
-def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
-    metadata = body.get("metadata") or {}
-    wire: dict[str, Any] = {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": {k: metadata[k] for k in ("name", "namespace", "labels", "generation") if metadata.get(k)},
-        "spec": body.get("spec") or {},
-    }
-    if body.get("status"):
-        wire["status"] = body["status"]
-    return wire

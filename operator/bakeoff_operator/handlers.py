@@ -68,11 +68,11 @@ from bakeoff_operator.planning.children import observe_children as observed_chil
 from bakeoff_operator.planning.outcomes import (
     Outcome,
     _stored_status,
-    _wire,
     bakeoff_outcome,
     observed_variant,
     problems,
     variant_outcome,
+    wire,
 )
 from bakeoff_operator.render.jobs import owner_of, render_identity, render_run_job
 from bakeoff_operator.render.kserve import (
@@ -82,9 +82,9 @@ from bakeoff_operator.render.kserve import (
     LABEL_VARIANT,
     MANAGED_BY,
     SERVING_RUNTIME_API,
-    GPUPlacement,
     Owner,
     Replicas,
+    gpu_placement,
     render_children,
 )
 
@@ -145,21 +145,6 @@ def refresh(
 
 
 # --- the children of a ModelVariant --------------------------------------------------------------------------
-def gpu_placement(gpu_class: str, gpu_classes: Mapping[str, GPUClass], catalog: GPUCatalog) -> GPUPlacement:
-    """Where replicas of `gpu_class` may run: its GPUClass object's products and tolerations, or the
-    built-in catalog's product when the cluster has no object of that name."""
-    obj = gpu_classes.get(gpu_class)
-    if obj is not None:
-        spec = obj.spec
-        return GPUPlacement(
-            resource_name=spec.resource_name,
-            products=(spec.product, *spec.other_products),
-            tolerations=tuple(spec.tolerations),
-        )
-    gpu = catalog.get(gpu_class)
-    return GPUPlacement(resource_name=gpu.resource_name, products=(gpu.product,))
-
-
 @dataclass
 class Applied:
     """What applying a variant's children found: a kind the cluster lacks, or a refusal."""
@@ -187,7 +172,7 @@ def apply_children(  # noqa: PLR0917 (the handler's context, passed on)
 ) -> Applied:
     """Render the variant's children from its deployment plan and server-side apply them; delete the
     ServingRuntimes of its earlier renderings. Nothing is applied for a variant that is not deployable."""
-    mv = ModelVariant.model_validate(_wire(body))
+    mv = ModelVariant.model_validate(wire(body))
     deployment = plan.plan_for_status(mv, catalog, config.default_engine)
     if not deployment.deployable or deployment.variant is None:
         return Applied()
@@ -296,7 +281,7 @@ def _applied_of(
 ) -> Applied:
     """What a status refresh needs to read the children right (desired replicas, the GPU resource)."""
     try:
-        mv = ModelVariant.model_validate(_wire(body))
+        mv = ModelVariant.model_validate(wire(body))
     except ValidationError:
         return Applied()
     deployment = plan.plan_for_status(mv, catalog, config.default_engine)
@@ -359,7 +344,7 @@ def stop_autoscaler(*, memo: Any, **_: Any) -> None:
 def gpu_classes(*, name: str, body: kopf.Body, logger: kopf.Logger, **_: Any) -> dict[str, GPUClass] | None:
     """GPUClass objects by name; one the model rejects is left out (variants naming it get UnknownGPUClass)."""
     try:
-        return {name: GPUClass.model_validate(_wire(body))}
+        return {name: GPUClass.model_validate(wire(body))}
     except ValidationError as err:
         logger.warning(f"GPUClass {name} is left out of the catalog: {problems(err)}")
         return None
@@ -526,13 +511,13 @@ def revalidate_bakeoffs(
 def parse_bakeoff(body: Mapping[str, Any]) -> BakeOff | None:
     """The BakeOff with what its runs read (its status, creation time and run-now request); None when the
     models reject it (its validation says why)."""
-    wire = _wire(body)
+    parsed = wire(body)
     metadata = body.get("metadata") or {}
-    wire["metadata"]["creationTimestamp"] = metadata.get("creationTimestamp")
+    parsed["metadata"]["creationTimestamp"] = metadata.get("creationTimestamp")
     request = (metadata.get("annotations") or {}).get(runs.ANNOTATION_RUN_NOW)
-    wire["metadata"]["annotations"] = {runs.ANNOTATION_RUN_NOW: request} if request else {}
+    parsed["metadata"]["annotations"] = {runs.ANNOTATION_RUN_NOW: request} if request else {}
     try:
-        bo = BakeOff.model_validate(wire)
+        bo = BakeOff.model_validate(parsed)
     except ValidationError:
         return None
     return bo.model_copy(update={"status": _stored_status(BakeOffStatus, body)})
@@ -543,7 +528,7 @@ def _variants_of(namespace: str) -> list[ModelVariant]:
     out = []
     for body in kube.list_variants([namespace]):
         try:
-            mv = ModelVariant.model_validate(_wire(body))
+            mv = ModelVariant.model_validate(wire(body))
         except ValidationError:
             continue  # its own status says what is wrong
         out.append(mv.model_copy(update={"status": _stored_status(ModelVariantStatus, body)}))

@@ -65,6 +65,7 @@ from tests.support.controlplane import (
 )
 from tests.support.e2e import E2ECluster, GPUNodes, kserve_config_dir, missing_e2e_tools
 from tests.support.endpoints import Endpoints, VariantEndpoint
+from tests.support.fixtures import unavailable
 from tests.support.pod_runner import PodRunner, ReplicaView, group_alive
 from tests.support.prometheus import Prometheus, missing_prometheus_tools
 
@@ -414,10 +415,7 @@ def playground(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Playground]
     """The playground, shared by the session (about 20-40 s to start); tests use namespaces of their own."""
     missing = missing_playground_tools()
     if missing:
-        reason = "the playground cannot start: " + "; ".join(missing)
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable("the playground cannot start: " + "; ".join(missing))
     workdir = tmp_path_factory.mktemp("playground")
     events = (workdir / "events.log").open("a")
 

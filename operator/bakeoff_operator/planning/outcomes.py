@@ -39,14 +39,19 @@ class Outcome:
         return plan.status_changed(self.stored, self.desired)
 
 
-def _wire(body: Mapping[str, Any]) -> dict[str, Any]:
+def wire(body: Mapping[str, Any], *, status: bool = False) -> dict[str, Any]:
+    """An object as the API models read it: the metadata they know, the spec, and (with `status`) the
+    stored status; managedFields, annotations and owner references left out."""
     metadata = body.get("metadata") or {}
-    return {
+    out: dict[str, Any] = {
         "apiVersion": body.get("apiVersion"),
         "kind": body.get("kind"),
         "metadata": {k: metadata[k] for k in _PARSED_METADATA if metadata.get(k) is not None},
         "spec": body.get("spec") or {},
     }
+    if status and body.get("status"):
+        out["status"] = body["status"]
+    return out
 
 
 def _stored_status(model: type[StatusT], body: Mapping[str, Any]) -> StatusT | None:
@@ -87,7 +92,7 @@ def variant_outcome(
     cluster shows of its children (nothing deployed when None)."""
     stored = _stored_status(ModelVariantStatus, body)
     try:
-        mv = ModelVariant.model_validate(_wire(body))
+        mv = ModelVariant.model_validate(wire(body))
     except ValidationError as err:
         message = problems(err)
         desired = plan.invalid_variant_status(stored, message, _generation(body), now)
@@ -114,7 +119,7 @@ def bakeoff_outcome(body: Mapping[str, Any], variants: Iterable[plan.ObservedVar
     """What a BakeOff's status should be, given the ModelVariants of its namespace."""
     stored = _stored_status(BakeOffStatus, body)
     try:
-        bo = BakeOff.model_validate(_wire(body))
+        bo = BakeOff.model_validate(wire(body))
     except ValidationError as err:
         message = problems(err)
         desired = plan.invalid_bakeoff_status(stored, message, _generation(body), now)

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Final
 
+from bakeoff_runtime.gpus import GPUCatalog
 from bakeoff_runtime.vllm_version import VLLM_IMAGE
 from pydantic import BaseModel, ConfigDict, Field
 
 from bakeoff_operator.api.common import API_VERSION
-from bakeoff_operator.api.gpuclass import Toleration
+from bakeoff_operator.api.gpuclass import GPUClass, Toleration
 from bakeoff_operator.api.modelvariant import Engine
 from bakeoff_operator.planning.children import KSERVE_POD_LABEL
 from bakeoff_operator.planning.deployment import VariantDeployment
@@ -347,5 +348,16 @@ def _drop_none(obj: Any) -> Any:
     return obj
 
 
-def placement_for(products: Sequence[str], resource_name: str, tolerations: Sequence[Toleration] = ()) -> GPUPlacement:
-    return GPUPlacement(resource_name=resource_name, products=tuple(products), tolerations=tuple(tolerations))
+def gpu_placement(gpu_class: str, gpu_classes: Mapping[str, GPUClass], catalog: GPUCatalog) -> GPUPlacement:
+    """Where replicas of `gpu_class` may run: its GPUClass object's products and tolerations, or the
+    built-in catalog's product when the cluster has no object of that name."""
+    obj = gpu_classes.get(gpu_class)
+    if obj is not None:
+        spec = obj.spec
+        return GPUPlacement(
+            resource_name=spec.resource_name,
+            products=(spec.product, *spec.other_products),
+            tolerations=tuple(spec.tolerations),
+        )
+    gpu = catalog.get(gpu_class)
+    return GPUPlacement(resource_name=gpu.resource_name, products=(gpu.product,))
