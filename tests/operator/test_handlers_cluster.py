@@ -324,7 +324,15 @@ def test_status_is_not_rewritten_when_nothing_changed(cluster: Cluster, example:
                 out[f"{plural}/{obj['metadata']['name']}"] = obj["metadata"]["resourceVersion"]
         return out
 
-    before = versions()
+    # The example's objects settle first (a variant's status change revalidates its BakeOffs): wait until
+    # nothing has been written for 2 s, then nothing may be written while nothing changes.
+    before, quiet_since = versions(), time.monotonic()
+    deadline = quiet_since + SETTLE_S
+    while time.monotonic() - quiet_since < 2.0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = versions()
+        if now != before:
+            before, quiet_since = now, time.monotonic()
     time.sleep(3)
     assert versions() == before
 
