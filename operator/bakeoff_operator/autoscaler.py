@@ -2,13 +2,14 @@
 (`autoscaling.decide`), apply them, and say so.
 
 Each tick, while this operator replica holds the `bakeoff-autoscaler` Lease (two replicas never both
-act): list the autoscaled ModelVariants, read their vLLM metrics from Prometheus (`autoscaling.signals`),
-count the free GPUs per class from Nodes and Pods, decide, write each changed count through the
-variant's scale subresource (the operator's reconcile then sets the InferenceService's replicas: the
-KServe autoscaler class stays `none`), set the `ScalingLimited` condition, and export
-`bakeoff_desired_replicas`, `bakeoff_replica_capacity_tokens_per_second`,
-`bakeoff_cost_per_1m_output_tokens_usd`, the decision reasons and `bakeoff_variant_spec` (GPUs, sequence
-limit and SLO, which the recording rules price and judge with) from the operator's `/metrics`.
+act): list the ModelVariants, export `bakeoff_variant_spec` (GPUs per replica, GPU class, sequence limit
+and SLO, which the recording rules price and judge with) for every deployed one, autoscaled or not
+(`spec_series`; removed when the variant goes); then, for the autoscaled ones, read their vLLM metrics
+from Prometheus (`autoscaling.signals`), count the free GPUs per class from Nodes and Pods, decide,
+write each changed count through the variant's scale subresource (the operator's reconcile then sets
+the InferenceService's replicas: the KServe autoscaler class stays `none`), set the `ScalingLimited`
+condition, and export `bakeoff_desired_replicas`, `bakeoff_replica_capacity_tokens_per_second`,
+`bakeoff_cost_per_1m_output_tokens_usd` and the decision reasons from the operator's `/metrics`.
 
 Prometheus down or a metric missing: every variant keeps its last count (never zero on missing data)
 and its `ScalingLimited` condition says `MetricsMissing`.
@@ -34,12 +35,12 @@ from bakeoff_operator.api.common import GROUP, VERSION, Reason
 from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
 from bakeoff_operator.autoscaling.decide import Decision, Decisions, Limit, Policy, VariantHistory, VariantLoad, decide
-from bakeoff_operator.autoscaling.inventory import capacity_of, free_gpus, policy_of
+from bakeoff_operator.autoscaling.inventory import DEFAULT_MAX_NUM_SEQS, capacity_of, free_gpus, policy_of
 from bakeoff_operator.autoscaling.signals import DEFAULT_RATE_WINDOW, loads, queries
 from bakeoff_operator.io import kube
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus, PrometheusUnavailable
-from bakeoff_operator.observability.spec import variant_spec
+from bakeoff_operator.observability.spec import VariantSpec, variant_spec
 from bakeoff_operator.planning import status as plan
 from bakeoff_operator.planning.outcomes import wire
 from bakeoff_operator.render.kserve import gpu_placement
@@ -73,6 +74,23 @@ def scaling_verdict(d: Decision, policy: Policy) -> tuple[bool, str, str]:
     return True, _LIMIT_REASONS[d.limit], message
 
 
+def spec_series(mv: ModelVariant) -> VariantSpec | None:
+    """The `bakeoff_variant_spec` series of a deployed variant, autoscaled or not: its GPU class and GPUs per
+    replica as its placement resolved them (status), its engine's sequence limit and its SLO; None while it is
+    not placed (no resolved GPU class or tensor-parallel size: it holds no GPUs). An autoscaled variant's
+    policy (`policy_of`) reads the same fields, so the rules price it as the autoscaler does."""
+    status = mv.status
+    if status is None or not status.resolved_gpu_class or not status.tensor_parallel_size:
+        return None
+    return variant_spec(
+        mv,
+        gpu_class=status.resolved_gpu_class,
+        gpus_per_replica=status.tensor_parallel_size,
+        max_num_seqs=mv.spec.serving.max_num_seqs or DEFAULT_MAX_NUM_SEQS,
+        hybrid=mv.spec.architecture.resolved_kind.value == "hybrid",
+    )
+
+
 class Autoscaler:
     """One operator replica's autoscaler; `tick()` is one round, `run()` the loop."""
 
@@ -96,6 +114,7 @@ class Autoscaler:
         self.clock = clock
         self.history: dict[str, VariantHistory] = {}
         self._exported: set[tuple[str, str]] = set()
+        self._specs: set[tuple[str, str]] = set()
 
     def _leads(self) -> bool:
         if not self.lease_namespace:
@@ -128,9 +147,12 @@ class Autoscaler:
                 variants.append(ModelVariant.model_validate(wire(body, status=True)))
             except ValidationError:
                 continue  # its own status says what is wrong
+        self.export_specs(variants)
         policies = {p.key: (p, mv) for mv in variants if (p := policy_of(mv)) is not None}
         self._forget({(p.namespace, p.variant) for p, _ in policies.values()})
         if not policies:
+            if self._specs:
+                self._gpu_classes()  # the prices the rules price the deployed variants with
             return Decisions(decisions=[], history={})
         observed = self._observe()
         classes = self._gpu_classes()
@@ -153,18 +175,29 @@ class Autoscaler:
                 logger.info(f"{d.key}: {d.reason}")
                 kube.scale_variant(d.namespace, d.variant, d.desired)
             self._condition(mv, scaling_verdict(d, policy))
-            self._export(d, policy, loads_now.get(d.key), classes.get(policy.gpu_class), mv)
+            self._export(d, policy, loads_now.get(d.key), classes.get(policy.gpu_class))
         return out
+
+    def export_specs(self, variants: Sequence[ModelVariant]) -> None:
+        """`bakeoff_variant_spec` of every deployed variant (`spec_series`); the series of a variant that is
+        gone, or no longer placed, are removed."""
+        specs = {(s.namespace, s.variant): s for mv in variants if (s := spec_series(mv)) is not None}
+        for namespace, variant in self._specs - specs.keys():
+            self.metrics.remove_variant_spec(namespace, variant)
+        self._specs = set(specs)
+        for s in specs.values():
+            self.metrics.set_variant_spec(s.namespace, s.variant, s.labels, s.samples)
 
     def _forget(self, live: set[tuple[str, str]]) -> None:
         """Remove the series of variants that are gone or no longer autoscaled (no stale desired replicas,
-        no false missing-metrics alert for them)."""
+        no false missing-metrics alert for them). Their `bakeoff_variant_spec` stays while they are deployed
+        (`export_specs`)."""
         gone = self._exported - live
         self._exported = set(live)
         if not gone:
             return
         m = self.metrics
-        for gauge in (m.desired_replicas, m.capacity, m.cost, m.decision, m.scaling_limited, m.variant_spec):
+        for gauge in (m.desired_replicas, m.capacity, m.cost, m.decision, m.scaling_limited):
             for family in gauge.collect():
                 for sample in family.samples:
                     labels = sample.labels
@@ -216,18 +249,9 @@ class Autoscaler:
         policy: Policy,
         load: VariantLoad | None,
         gpu_class: tuple[tuple[str, ...], str, float] | None,
-        mv: ModelVariant,
     ) -> None:
         m = self.metrics
         m.desired_replicas.labels(d.namespace, d.variant).set(d.desired)
-        spec = variant_spec(
-            mv,
-            gpu_class=policy.gpu_class,
-            gpus_per_replica=policy.gpus_per_replica,
-            max_num_seqs=policy.max_num_seqs,
-            hybrid=policy.hybrid,
-        )
-        m.set_variant_spec(d.namespace, d.variant, spec.labels, spec.samples)
         if d.capacity_tokens_per_second is not None:
             m.capacity.labels(d.namespace, d.variant, d.capacity_source or "").set(d.capacity_tokens_per_second)
         m.set_decision(d.namespace, d.variant, d.limit.value, d.reason)

@@ -2,9 +2,9 @@
 
 One simulator (`bakeoff sim` through the launcher) serves a little load; Prometheus scrapes it with the
 labels a variant's PodMonitor gives its replicas (`namespace`, `variant`), scrapes the operator's
-metrics as its autoscaler sets them (`Autoscaler._export`), and evaluates the chart's rule file. Then
-each panel's queries and each dashboard variable must answer with data, and the recorded cost per 1M
-output tokens must be `bakeoff_runtime.cost`'s formula of the recorded inputs.
+metrics as its autoscaler sets them (`Autoscaler.export_specs` and `_export`), and evaluates the chart's
+rule file. Then each panel's queries and each dashboard variable must answer with data, and the recorded
+cost per 1M output tokens must be `bakeoff_runtime.cost`'s formula of the recorded inputs.
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def _export_as_the_autoscaler(metrics: OperatorMetrics) -> None:
                 "format": "int4",
                 "gpuClass": "h100",
                 "slo": {"ttftMs": 2000, "itlMs": 200, "e2eMs": 60000, "percentile": "p90"},
+                "serving": {"maxNumSeqs": 16},
             },
+            "status": {"resolvedGPUClass": "h100", "tensorParallelSize": GPUS_PER_REPLICA},
         }
     )
     policy = Policy(
@@ -72,9 +74,9 @@ def _export_as_the_autoscaler(metrics: OperatorMetrics) -> None:
     )  # fmt: skip
     load = VariantLoad(waiting=0, running=2, output_tokens_per_s=100.0, replicas_reporting=1)
     metrics.price.labels("h100").set(PRICE)
-    Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics)._export(
-        decision, policy, load, (("NVIDIA-H100-80GB-HBM3",), "nvidia.com/gpu", PRICE), mv
-    )
+    autoscaler = Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics)
+    autoscaler.export_specs([mv])
+    autoscaler._export(decision, policy, load, (("NVIDIA-H100-80GB-HBM3",), "nvidia.com/gpu", PRICE))
     # The BakeOff controller's verdict of a run, where this operator exports it.
     set_bakeoff = getattr(metrics, "set_bakeoff", None)
     if set_bakeoff is not None:

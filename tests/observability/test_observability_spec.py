@@ -1,14 +1,15 @@
 """`bakeoff_variant_spec`: what the operator exports of each variant for the rules, from the ModelVariant and
-the autoscaler's policy, and that a changed variant leaves no stale series."""
+its placement, for every deployed variant (autoscaled or not), and that a changed or deleted variant leaves
+no stale series."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from bakeoff_operator.api.modelvariant import ModelVariant
-from bakeoff_operator.autoscaler import Autoscaler
-from bakeoff_operator.autoscaling.decide import Decision, Limit, Policy, VariantLoad
+from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
+from bakeoff_operator.autoscaler import Autoscaler, spec_series
+from bakeoff_operator.autoscaling.inventory import policy_of
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus
 from bakeoff_operator.observability.spec import SpecField, variant_spec
@@ -35,8 +36,8 @@ def model_variant(name: str = "llama-int4", **spec: Any) -> ModelVariant:
 
 def spec_samples(metrics: OperatorMetrics) -> dict[tuple[tuple[str, str], ...], float]:
     text = generate_latest(metrics.registry).decode()
-    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "bakeoff_variant_spec"]
-    return {tuple(sorted(s.labels.items())): s.value for s in family.samples}
+    families = [f for f in text_string_to_metric_families(text) if f.name == "bakeoff_variant_spec"]
+    return {tuple(sorted(s.labels.items())): s.value for f in families for s in f.samples}
 
 
 @pytest.mark.parametrize(
@@ -70,27 +71,87 @@ def test_a_changed_variant_leaves_no_stale_series() -> None:
     }
 
 
-def test_the_autoscaler_exports_the_spec_with_its_decision() -> None:
-    """`Autoscaler._export` sets the spec series from the policy it decided with and the variant's SLO."""
+def placed(mv: ModelVariant, gpu_class: str = "h100", tp: int = 2) -> ModelVariant:
+    return mv.model_copy(
+        update={"status": ModelVariantStatus.model_validate({"resolvedGPUClass": gpu_class, "tensorParallelSize": tp})}
+    )
+
+
+AUTOSCALED = {"autoscaling": {"minReplicas": 1, "maxReplicas": 4}}
+
+
+@pytest.mark.parametrize(
+    ("mv", "expected"),
+    [
+        (
+            placed(model_variant("auto", slo={"ttftMs": 200, "percentile": "p99"}, **AUTOSCALED), "h100", 4),
+            (("", "h100", "int4", "dense"), {"gpus_per_replica": 4.0, "max_num_seqs": 256.0, "slo_quantile": 0.99,
+                                             "slo_ttft_seconds": 0.2}),
+        ),
+        (
+            placed(model_variant("fixed", baseline="auto", serving={"maxNumSeqs": 64}), "l40s", 1),
+            (("auto", "l40s", "int4", "dense"), {"gpus_per_replica": 1.0, "max_num_seqs": 64.0}),
+        ),
+        (
+            placed(model_variant("hybrid", architecture={"catalog": "apriel-h1-h25"}), "h100", 1),
+            (("", "h100", "int4", "hybrid"), {"gpus_per_replica": 1.0, "max_num_seqs": 256.0}),
+        ),
+        (model_variant("unplaced"), None),
+        (placed(model_variant("no-tp", **AUTOSCALED)).model_copy(
+            update={"status": ModelVariantStatus.model_validate({"resolvedGPUClass": "h100"})}), None),
+    ],
+    ids=["autoscaled", "fixed-replicas", "hybrid", "not-placed", "no-tensor-parallel-size"],
+)  # fmt: skip
+def test_spec_series_of_every_deployed_variant(
+    mv: ModelVariant, expected: tuple[tuple[str, ...], dict[str, float]] | None
+) -> None:
+    """Autoscaled or not, a placed variant has its series; one not placed yet holds no GPUs and has none."""
+    spec = spec_series(mv)
+    if expected is None:
+        assert spec is None
+        return
+    assert spec is not None
+    assert (spec.namespace, spec.variant) == ("llm", mv.metadata.name)
+    assert (spec.labels, spec.samples) == expected
+
+
+def test_an_autoscaled_variant_is_priced_as_its_policy_says() -> None:
+    """The spec's GPUs, class, sequence limit and architecture are those of the autoscaler's policy."""
+    mv = placed(model_variant("auto", serving={"maxNumSeqs": 32}, **AUTOSCALED), "h200", 8)
+    policy, spec = policy_of(mv), spec_series(mv)
+    assert policy is not None
+    assert spec is not None
+    assert (spec.gpu_class, spec.values[SpecField.GPUS_PER_REPLICA], spec.values[SpecField.MAX_NUM_SEQS]) == (
+        policy.gpu_class,
+        policy.gpus_per_replica,
+        policy.max_num_seqs,
+    )
+    assert spec.architecture == ("hybrid" if policy.hybrid else "dense")
+
+
+def test_the_autoscaler_exports_the_spec_of_every_deployed_variant_and_removes_it_when_it_goes() -> None:
     metrics = OperatorMetrics()
     autoscaler = Autoscaler(Prometheus("http://127.0.0.1:9"), metrics)
-    mv = model_variant(slo={"ttftMs": 200, "percentile": "p99"})
-    policy = Policy(
-        variant=mv.metadata.name, namespace="llm", gpu_class="h100", gpus_per_replica=4, min_replicas=1,
-        max_replicas=4, hybrid=True, max_num_seqs=64,
-    )  # fmt: skip
-    decision = Decision(
-        key="llm/llama-int4", variant="llama-int4", namespace="llm", current=1, wanted=2, desired=1,
-        limit=Limit.INSUFFICIENT_GPU, reason="capped",
-    )  # fmt: skip
-    load = VariantLoad(waiting=0, running=3, output_tokens_per_s=100, replicas_reporting=1)
-    autoscaler._export(decision, policy, load, (("NVIDIA-H100",), "nvidia.com/gpu", 3.0), mv)
-    fields = {dict(k)["field"]: v for k, v in spec_samples(metrics).items()}
-    assert fields == {"gpus_per_replica": 4.0, "max_num_seqs": 64.0, "slo_quantile": 0.99, "slo_ttft_seconds": 0.2}
-    labels = dict(next(iter(spec_samples(metrics))))
-    assert (labels["gpu_class"], labels["format"], labels["architecture"], labels["baseline"]) == (
-        "h100",
-        "int4",
-        "hybrid",
-        "",
-    )
+    auto = placed(model_variant("auto", **AUTOSCALED))
+    fixed = placed(model_variant("fixed", slo={"e2eMs": 30000}), "l40s", 1)
+    autoscaler.export_specs([auto, fixed, model_variant("unplaced")])
+    fields = {(dict(k)["variant"], dict(k)["field"]): v for k, v in spec_samples(metrics).items()}
+    assert fields == {
+        ("auto", "gpus_per_replica"): 2.0,
+        ("auto", "max_num_seqs"): 256.0,
+        ("fixed", "gpus_per_replica"): 1.0,
+        ("fixed", "max_num_seqs"): 256.0,
+        ("fixed", "slo_quantile"): 0.9,
+        ("fixed", "slo_e2e_seconds"): 30.0,
+    }
+    # the autoscaler's own series of a variant that stops being autoscaled go; its spec stays while deployed
+    metrics.desired_replicas.labels("llm", "auto").set(2)
+    autoscaler._forget({("llm", "auto")})
+    autoscaler._forget(set())
+    assert {dict(k)["variant"] for k in spec_samples(metrics)} == {"auto", "fixed"}
+    assert 'bakeoff_desired_replicas{namespace="llm",variant="auto"}' not in generate_latest(metrics.registry).decode()
+    # a variant that is gone (deleted, or no longer placed) loses its series
+    autoscaler.export_specs([fixed])
+    assert {dict(k)["variant"] for k in spec_samples(metrics)} == {"fixed"}
+    autoscaler.export_specs([])
+    assert spec_samples(metrics) == {}

@@ -100,6 +100,13 @@ class OperatorMetrics:
             for field, value in values.items():
                 self.variant_spec.labels(namespace, variant, *labels, field).set(value)
 
+    def remove_variant_spec(self, namespace: str, variant: str) -> None:
+        """Forget the spec series of a variant that is gone or no longer deployed."""
+        with self._lock:
+            for old in self._specs.pop((namespace, variant), set()):
+                with contextlib.suppress(KeyError):
+                    self.variant_spec.remove(namespace, variant, *old)
+
     def set_bakeoff(
         self, namespace: str, bakeoff: str, results: Mapping[str, Mapping[str, float]], last_run_failed: bool
     ) -> None:
