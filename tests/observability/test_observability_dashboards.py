@@ -23,6 +23,8 @@ OVERVIEW_PANELS = [
     "ITL at the SLO percentile",
     "E2E at the SLO percentile",
     "Latency percentiles (seconds, last 5m)",
+    "Goodput",
+    "SLO error budget burn rate (last 1h)",
     "Replicas",
     "GPUs per class",
     "Output tokens/s",

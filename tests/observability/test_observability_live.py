@@ -228,3 +228,10 @@ def test_rule_file_is_loaded(stack: Stack) -> None:
     assert sorted(g["name"] for g in loaded) == sorted(g.name for g in rules.rule_groups())
     broken = [(r["name"], r.get("lastError")) for g in loaded for r in g["rules"] if r["health"] != "ok"]
     assert not broken
+
+
+@pytest.mark.parametrize("latency", rules.LATENCIES, ids=[latency.key for latency in rules.LATENCIES])
+def test_the_slo_rules_bucket_bounds_are_the_scraped_le_labels(stack: Stack, latency: rules.Latency) -> None:
+    """The `le` values the SLO rules match on are those Prometheus stores for the simulator's histograms."""
+    scraped = {s["metric"]["le"] for s in stack.prometheus.query(f"count by (le) ({latency.metric}_bucket)")}
+    assert scraped == {rules.le_label(b) for b in latency.bounds} | {"+Inf"}

@@ -139,3 +139,22 @@ def test_rule_and_group_names_are_unique_and_documented() -> None:
 def test_rule_file_renders_what_the_models_say() -> None:
     assert rule_file() == rules.rule_file()
     assert rules.render_rule_file().startswith("# Bakeoff's recording and alerting rules")
+
+
+def test_bucket_bounds_are_vllms() -> None:
+    """The bounds the SLO rules count within are vLLM's (the simulator exports vLLM 0.32.0's buckets)."""
+    from bakeoff_runtime.sim import metrics as vllm
+
+    assert rules.TTFT.bounds == vllm.TIME_TO_FIRST_TOKEN_BUCKETS
+    assert rules.ITL.bounds == vllm.INTER_TOKEN_LATENCY_BUCKETS
+    assert rules.E2E.bounds == vllm.REQUEST_LATENCY_BUCKETS
+    assert [rules.le_label(b) for b in (0.001, 0.25, 1, 10.0, 2560)] == ["0.001", "0.25", "1.0", "10.0", "2560.0"]
+
+
+def test_goodput_counts_requests_not_token_gaps() -> None:
+    """Goodput takes the per-request bounds (TTFT, E2E); ITL counts token gaps."""
+    (goodput,) = [r for g in rules.rule_groups() for r in g.rules if getattr(r, "record", None) == rules.GOODPUT]
+    assert isinstance(goodput, rules.RecordingRule)
+    assert rules.TTFT.within(rules.RATE_WINDOW) in goodput.expr
+    assert rules.E2E.within(rules.RATE_WINDOW) in goodput.expr
+    assert rules.ITL.within(rules.RATE_WINDOW) not in goodput.expr

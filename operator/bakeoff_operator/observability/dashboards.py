@@ -2,9 +2,10 @@
 
 - `bakeoff-overview`: the variants of a namespace side by side: cost per 1M output and total tokens,
   output tokens/s per GPU, latency at each variant's SLO percentile against its target, latency
-  percentiles, replicas, GPUs per class, saturation, and from the BakeOffs of the namespace: the
-  recommended variant, the measured cost per 1M output tokens and tokens/s per GPU of their last run
-  (the figures of its report.html), and whether the last run failed.
+  percentiles, goodput and the SLO's error-budget burn rate, replicas, GPUs per class, saturation, and
+  from the BakeOffs of the namespace: the recommended variant, the measured cost per 1M output tokens
+  and tokens/s per GPU of their last run (the figures of its report.html), and whether the last run
+  failed.
 - `bakeoff-variant`: one variant: vLLM's queue, batch size, KV-cache and sequence-slot usage,
   preemptions, queue time, TTFT/ITL/E2E heatmaps and quantiles, the autoscaler's decisions and
   reasons, the time it was capped by GPUs, and its cost per 1M tokens.
@@ -369,6 +370,35 @@ def overview() -> model.Dashboard:
         .with_panel(_slo_latency(r.ITL, VARIANTS, span=8))
         .with_panel(_slo_latency(r.E2E, VARIANTS, span=8))
         .with_panel(latency_table)
+        .with_panel(
+            _series(
+                "Goodput",
+                f"Requests/s within the SLO over the last {r.RATE_WINDOW}: those whose TTFT and E2E are at or below "
+                "vLLM's bucket bound at or below each target the SLO sets (the smaller count where it sets both), "
+                "beside all finished requests/s. Variants without a TTFT or E2E bound are not drawn.",
+                "reqps",
+                [
+                    query(f"{r.GOODPUT}{{{VARIANTS}}}", "{{variant}} within the SLO"),
+                    query(f"{r.REQUESTS_RATE}{{{VARIANTS}}}", "{{variant}} all", ref="B"),
+                ],
+            )
+        )
+        .with_panel(
+            _series(
+                "SLO error budget burn rate (last 1h)",
+                f"Share of requests (ITL: token gaps) over each target over the last {r.LONG_WINDOW}, counted at "
+                "vLLM's bucket bound at or below it, divided by the error budget 1 - the SLO's percentile: at 1 "
+                f"the budget is spent as it accrues. The SLO-burn alert fires above {r.SLO_BURN_RATE:g} over both "
+                f"the last {r.LONG_WINDOW} and the last {r.RATE_WINDOW}.",
+                NUMBER,
+                [
+                    query(
+                        f"{latency.burn_rate(r.LONG_WINDOW)}{{{VARIANTS}}}", f"{{{{variant}}}} {latency.title}", ref=ref
+                    )
+                    for latency, ref in zip(r.LATENCIES, ("A", "B", "C"), strict=True)
+                ],
+            )
+        )
         .with_row(db.Row("Replicas and GPUs"))
         .with_panel(
             _series(

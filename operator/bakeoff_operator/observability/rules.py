@@ -21,9 +21,17 @@ Recorded series follow Prometheus's `level:metric:operations` naming. What they 
   over replicas x max_num_seqs), and the signal the autoscaler scales on: sequence slots for hybrids,
   KV-cache usage for dense models; preemptions/s.
 
-Goodput (requests/s that met every SLO bound) is not derivable: vLLM's histograms are per latency, so
-which requests met all bounds at once is not in them, and a bound between two buckets cannot be
-counted exactly. The load harness measures it per request.
+- against each SLO bound, from the histogram's buckets (`Latency.within`): observations/s at or below
+  the largest bucket bound that is at or below the target (a target between two bounds counts the
+  requests between the lower bound and the target as misses: never more within than were), the error
+  ratio (the fraction over that bound) and the burn rate (error ratio / the error budget 1 - the SLO's
+  quantile) over `RATE_WINDOW` and `LONG_WINDOW`;
+- goodput: requests/s within the SLO's TTFT and E2E bounds, the smaller of the two counts where both are
+  set (vLLM's histograms are per latency, so which requests met both at once is not in them; ITL is per
+  token gap, not per request, and does not enter).
+
+The SLO-burn alert is a multi-window burn-rate alert: the burn rate above `SLO_BURN_RATE` over both
+`LONG_WINDOW` and `RATE_WINDOW`.
 """
 
 from __future__ import annotations
@@ -97,6 +105,12 @@ class Latency(BaseModel):
     title: str
     metric: str = Field(description="The vLLM histogram (seconds).")
     slo_field: SpecField
+    bounds: tuple[float, ...] = Field(
+        description="vLLM's bucket bounds of the histogram (vllm/v1/metrics/buckets.py), finite, ascending. A "
+        "bound vLLM does not export matches no bucket; one it exports that is not here is never the bucket "
+        "within a target, so the next lower one counts: fewer requests within, never more."
+    )
+    per_request: bool = Field(description="One observation per request (TTFT, E2E), not per token gap (ITL).")
 
     @property
     def short(self) -> str:
@@ -114,11 +128,57 @@ class Latency(BaseModel):
         """Recorded latency at the variant's own SLO percentile (only variants with an SLO)."""
         return f"namespace_variant:{self.short}:slo_percentile_rate{window}"
 
+    @property
+    def slo_bounds(self) -> str:
+        """Recorded bucket bounds at or below the variant's target, one series per `le` (value: the target)."""
+        return f"namespace_variant_le:{self.short}_bucket:slo_bounds"
 
-TTFT: Final = Latency(key="ttft", title="TTFT", metric=VLLM_TTFT, slo_field=SpecField.SLO_TTFT_SECONDS)
-ITL: Final = Latency(key="itl", title="ITL", metric=VLLM_ITL, slo_field=SpecField.SLO_ITL_SECONDS)
-E2E: Final = Latency(key="e2e", title="E2E", metric=VLLM_E2E, slo_field=SpecField.SLO_E2E_SECONDS)
+    def within(self, window: str) -> str:
+        """Recorded observations/s at or below the bucket bound at or below the target (only variants with
+        this bound)."""
+        return f"namespace_variant:{self.short}:within_slo_rate{window}"
+
+    def error_ratio(self, window: str) -> str:
+        """Recorded fraction of observations over the bucket bound at or below the target."""
+        return f"namespace_variant:{self.short}:slo_error_ratio_rate{window}"
+
+    def burn_rate(self, window: str) -> str:
+        """Recorded error ratio / error budget (1 - the SLO's quantile): 1 spends the budget as it accrues."""
+        return f"namespace_variant:{self.short}:slo_burn_rate_rate{window}"
+
+
+# vLLM 0.32.0's bucket bounds (vllm/v1/metrics/buckets.py; the simulator exports the same).
+TTFT_BOUNDS: Final = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+    10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+ITL_BOUNDS: Final = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+E2E_BOUNDS: Final = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0,
+    120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+
+TTFT: Final = Latency(
+    key="ttft", title="TTFT", metric=VLLM_TTFT, slo_field=SpecField.SLO_TTFT_SECONDS, bounds=TTFT_BOUNDS,
+    per_request=True,
+)  # fmt: skip
+ITL: Final = Latency(
+    key="itl", title="ITL", metric=VLLM_ITL, slo_field=SpecField.SLO_ITL_SECONDS, bounds=ITL_BOUNDS,
+    per_request=False,
+)  # fmt: skip
+E2E: Final = Latency(
+    key="e2e", title="E2E", metric=VLLM_E2E, slo_field=SpecField.SLO_E2E_SECONDS, bounds=E2E_BOUNDS,
+    per_request=True,
+)  # fmt: skip
 LATENCIES: Final = (TTFT, ITL, E2E)
+GOODPUT: Final = f"namespace_variant:vllm_goodput_requests:rate{RATE_WINDOW}"
+
+
+def le_label(bound: float) -> str:
+    """A bucket bound as Prometheus 3 stores a classic histogram's `le` (1 -> "1.0", 0.25 -> "0.25")."""
+    return repr(float(bound))
 
 
 def spec_value(field: SpecField, **matchers: str) -> str:
@@ -279,26 +339,74 @@ def _latency_rules(latency: Latency) -> Iterator[RecordingRule]:
         yield RecordingRule(record=latency.at_slo(window), expr="\nor\n".join(terms))
 
 
+def _slo_budget_rules(latency: Latency) -> Iterator[RecordingRule]:
+    """Observations within the variant's bound, counted from the buckets; error ratio and burn rate."""
+    target = spec_value(latency.slo_field)
+    yield RecordingRule(
+        record=latency.slo_bounds,
+        expr="\nor\n".join(f'label_replace({target} >= {b!r}, "le", "{le_label(b)}", "", "")' for b in latency.bounds),
+    )
+    for window in (RATE_WINDOW, LONG_WINDOW):
+        total = f'{latency.buckets(window)}{{le="+Inf"}}'
+        # Buckets are cumulative: the largest at or below the target is the most within it. A target below
+        # every bound has nothing within it.
+        yield RecordingRule(
+            record=latency.within(window),
+            expr=f"""max by ({BY}) (
+    {latency.buckets(window)}
+  and on ({BY}, le)
+    {latency.slo_bounds}
+)
+or
+(0 * max by ({BY}) ({total}) and on ({BY}) {target})""",
+        )
+        yield RecordingRule(
+            record=latency.error_ratio(window),
+            expr=f"1 - {latency.within(window)} / on ({BY}) (max by ({BY}) ({total}) > 0)",
+        )
+        budget = f"(1 - {spec_value(SpecField.SLO_QUANTILE)})"
+        yield RecordingRule(
+            record=latency.burn_rate(window),
+            expr=f"{latency.error_ratio(window)}\n  / on ({BY})\n    {budget}",
+        )
+
+
+def _goodput_rule() -> RecordingRule:
+    """Requests/s within every per-request bound the variant sets (TTFT, E2E): the smaller count."""
+    terms = [
+        f'label_replace({latency.within(RATE_WINDOW)}, "latency", "{latency.key}", "", "")'
+        for latency in LATENCIES
+        if latency.per_request
+    ]
+    body = "\n  or\n    ".join(terms)
+    return RecordingRule(record=GOODPUT, expr=f"min by ({BY}) (\n    {body}\n)")
+
+
 # --- alerts ---------------------------------------------------------------------------------------------
+SLO_BURN_RATE: Final = 1.0
 COST_ABOVE_BASELINE_FOR: Final = "30m"
 GPU_CAPPED_FOR: Final = "15m"
 METRICS_MISSING_FOR: Final = "10m"
-SLO_BURN_FOR: Final = "5m"
+SLO_BURN_FOR: Final = "2m"
 LAST_RUN_FAILED_FOR: Final = "1m"
 
 
 def _slo_burn(latency: Latency) -> AlertingRule:
-    target = spec_value(latency.slo_field)
-    over = [f"({latency.at_slo(w)}\n  > on ({BY}) group_left ()\n  {target})" for w in (LONG_WINDOW, RATE_WINDOW)]
+    """Multi-window burn rate: the budget burns faster than `SLO_BURN_RATE` over the last hour (enough
+    requests to be sure) and still over the last 5 minutes (so the alert resolves soon after it stops)."""
+    what = "requests" if latency.per_request else "token gaps"
     return _alert(
         "BakeoffVariantSLOBurn",
-        f"{over[0]}\nand on ({BY})\n{over[1]}",
+        f"""{latency.burn_rate(LONG_WINDOW)} > {SLO_BURN_RATE:g}
+and on ({BY})
+{latency.burn_rate(RATE_WINDOW)} > {SLO_BURN_RATE:g}""",
         for_=SLO_BURN_FOR,
         severity="warning",
-        summary=f"{{{{ $labels.namespace }}}}/{{{{ $labels.variant }}}} misses its {latency.title} SLO",
-        description=f"{latency.title} at the SLO percentile (quantile {{{{ $labels.quantile }}}}) is "
-        f"{{{{ $value | humanizeDuration }}}} over the last {LONG_WINDOW}, above the variant's target, and still "
-        f"above it over the last {RATE_WINDOW}: the SLO's error budget burns at more than its rate.",
+        summary=f"{{{{ $labels.namespace }}}}/{{{{ $labels.variant }}}} burns its {latency.title} SLO's error budget",
+        description=f"{{{{ $labels.variant }}}} spends its {latency.title} error budget (the share of {what} "
+        'its SLO percentile lets exceed the target) {{ $value | printf "%.2f" }} times as fast as it accrues '
+        f"over the last {LONG_WINDOW}, and still faster than that over the last {RATE_WINDOW}: more {what} than "
+        f"the SLO allows are over its {latency.title} target (counted at vLLM's bucket at or below it).",
         latency=latency.key,
     )
 
@@ -364,7 +472,10 @@ def rule_groups() -> tuple[RuleGroup, ...]:
         RuleGroup(name="bakeoff.variant.saturation", rules=tuple(_saturation_rules())),
         RuleGroup(
             name="bakeoff.variant.latency",
-            rules=tuple(rule for latency in LATENCIES for rule in _latency_rules(latency)),
+            rules=(
+                *(rule for latency in LATENCIES for rule in (*_latency_rules(latency), *_slo_budget_rules(latency))),
+                _goodput_rule(),
+            ),
         ),
         RuleGroup(name="bakeoff.alerts", rules=tuple(_alert_rules())),
     )
