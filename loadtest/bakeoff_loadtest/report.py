@@ -25,6 +25,7 @@ from bakeoff_loadtest.definitions import DEFINITIONS
 from bakeoff_loadtest.pareto import FRONTIER_AXES, FRONTIER_LATENCY, pareto_frontier, tradeoff
 from bakeoff_loadtest.results import LatencySummary, LoadPoint, RunResult, now_utc
 from bakeoff_loadtest.slo import Percentile
+from bakeoff_loadtest.verdict import FIGURES, Unit, figures, verdict_row
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _CSS = """
@@ -40,6 +41,7 @@ figure{margin:0}figcaption{font-size:.85rem;color:#5b6573}
 #recommendation{background:#eef6ee;border-left:4px solid #2f8a45;padding:.8rem 1rem}
 dt{font-weight:600;margin-top:.5rem}dd{margin-left:1rem}
 svg{max-width:100%;height:auto}
+#verdict-table{font-size:.8rem}
 """
 
 
@@ -218,6 +220,43 @@ def _summary_rows(results: Sequence[RunResult]) -> str:
     return "\n".join(rows)
 
 
+_DIGITS = {Unit.USD: 3, Unit.TOKENS_PER_SECOND: 1, Unit.REQUESTS_PER_SECOND: 2, Unit.MILLISECONDS: 1}
+
+
+def _figure_cell(metric: str, unit: Unit, value: float | None) -> str:
+    """One figure's cell; `data-value` holds the number exactly as the operator exports it."""
+    if value is None:
+        return f"<td data-metric='{metric}' data-value=''>–</td>"
+    flag = "<span class='ok'>yes</span>" if value else "no"
+    text = flag if unit is Unit.FLAG else _fmt(value, _DIGITS[unit])
+    return f"<td data-metric='{metric}' data-value='{value!r}'>{text}</td>"
+
+
+def _verdict_table(results: Sequence[RunResult], frontier: Sequence[str], recommended: str | None) -> str:
+    """One row per variant, one column per figure of `bakeoff_loadtest.verdict` (a BakeOff's
+    `bakeoff_bakeoff_result` series, drawn by the overview dashboard's "Bake-offs" row)."""
+    head = "".join(
+        f"<th data-figure='{f.id}' title='{html.escape(f.description, quote=True)}'>{html.escape(h)}</th>"
+        for f in FIGURES
+        for h in f.headers
+    )
+    rows = []
+    for r in results:
+        values = figures(verdict_row(r), on_pareto_frontier=r.variant in frontier, recommended=r.variant == recommended)
+        cells = "".join(_figure_cell(m, f.unit, values.get(m)) for f in FIGURES for m in f.metrics)
+        name = html.escape(r.variant, quote=True)
+        rows.append(f"<tr data-variant='{name}'><td class='l'>{name}</td>{cells}</tr>")
+    return (
+        "<section id='verdict'><h2>Verdict</h2>"
+        "<p class='muted'>Each variant at its chosen load point: the figures a BakeOff exports for its last run "
+        "(<code>bakeoff_bakeoff_result</code>) and the overview dashboard draws in its Bake-offs row. Costs in USD, "
+        "latencies in ms.</p>"
+        f"<table id='verdict-table'><tr><th class='l'>variant</th>{head}</tr>\n"
+        + "\n".join(rows)
+        + "</table></section>"
+    )
+
+
 def render_report(
     results: Sequence[RunResult],
     out_path: str | Path,
@@ -226,11 +265,13 @@ def render_report(
     comparisons: Sequence[Comparison] = (),
     frontier: Sequence[str] | None = None,
     title: str = "Bakeoff load test report",
+    recommended: str | None = None,
 ) -> Path:
     """Write the report to ``out_path`` and return the path.
 
     ``comparisons`` are the A/B tests of each variant against its baseline; ``frontier`` the Pareto
-    frontier as the caller's status states it (default: computed from ``results`` by the same rule).
+    frontier as the caller's status states it (default: computed from ``results`` by the same rule);
+    ``recommended`` the variant the recommendation names, if any.
     """
     if not results:
         raise ValueError("render_report needs at least one result")
@@ -327,6 +368,7 @@ chosen load point (most output tokens/s within the SLO).</p>
 </table>
 <p class="muted">SLO: {"; ".join(slo_lines) or "none set"}. Cost inputs: {costs}.</p>
 </section>
+{_verdict_table(results, frontier, recommended)}
 {front}
 {comp}
 <section id="plots"><h2>Plots</h2><div class="plots">{figures}</div></section>

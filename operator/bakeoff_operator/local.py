@@ -369,6 +369,7 @@ def write_outputs(bakeoff: BakeOff, outcome: BakeOffOutcome, options: Options) -
                 comparisons=outcome.status.comparisons,
                 frontier=outcome.status.pareto_frontier,
                 title=f"Bakeoff: {bakeoff.metadata.name}",
+                recommended=outcome.recommendation.variant,
             )
 
 

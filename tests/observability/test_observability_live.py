@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from bakeoff_loadtest.verdict import METRICS, Percentiles, VerdictRow, figures
 from bakeoff_operator.api.modelvariant import ModelVariant
 from bakeoff_operator.autoscaler import Autoscaler
 from bakeoff_operator.autoscaling.decide import Decision, Limit, Policy, VariantLoad
@@ -77,11 +78,16 @@ def _export_as_the_autoscaler(metrics: OperatorMetrics) -> None:
     autoscaler = Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics)
     autoscaler.export_specs([mv])
     autoscaler._export(decision, policy, load, (("NVIDIA-H100-80GB-HBM3",), "nvidia.com/gpu", PRICE))
-    # The BakeOff controller's verdict of a run, where this operator exports it.
-    set_bakeoff = getattr(metrics, "set_bakeoff", None)
-    if set_bakeoff is not None:
-        verdict = {"recommended": 1.0, "cost_per_1m_output_tokens_usd": 1.5, "output_tokens_per_second_per_gpu": 900.0}
-        set_bakeoff(NAMESPACE, "nightly", {VARIANT: verdict}, False)
+    # The BakeOff controller's verdict of a run: every figure of the report's verdict table.
+    latency = Percentiles(p50=40.0, p90=80.0, p95=95.0, p99=120.0)
+    row = VerdictRow(
+        variant=VARIANT, gpus=GPUS_PER_REPLICA, ttft_ms=latency, itl_ms=latency, e2e_ms=latency,
+        output_tokens_per_second=1800.0, max_qps_under_slo=6.0, cost_per_1m_output_tokens_usd=1.5,
+        cost_per_1m_total_tokens_usd=0.4, meets_slo=True,
+    )  # fmt: skip
+    verdict = figures(row, on_pareto_frontier=True, recommended=True)
+    assert set(verdict) == set(METRICS)
+    metrics.set_bakeoff(NAMESPACE, "nightly", {VARIANT: verdict}, False)
 
 
 class Load:

@@ -64,7 +64,8 @@ class OperatorMetrics:
             "bakeoff_bakeoff_result",
             "A BakeOff's verdict per variant from its last successful run, one series per metric: "
             "cost_per_1m_output_tokens_usd, output_tokens_per_second(_per_gpu), ttft/itl/e2e_p50..p99_ms, "
-            "within_slo, on_pareto_frontier, recommended (planning.runs.result_metrics).",
+            "within_slo, on_pareto_frontier, recommended (the figures of bakeoff_loadtest.verdict, as the run's "
+            "report.html shows them).",
             ("namespace", "bakeoff", "variant", "metric"),
             registry=r,
         )

@@ -3,9 +3,8 @@
 - `bakeoff-overview`: the variants of a namespace side by side: cost per 1M output and total tokens,
   output tokens/s per GPU, latency at each variant's SLO percentile against its target, latency
   percentiles, goodput and the SLO's error-budget burn rate, replicas, GPUs per class, saturation, and
-  from the BakeOffs of the namespace: the recommended variant, the measured cost per 1M output tokens
-  and tokens/s per GPU of their last run (the figures of its report.html), and whether the last run
-  failed.
+  from the BakeOffs of the namespace: every figure of their last run's verdict (`bakeoff_loadtest.verdict`,
+  one panel each, the columns of that run's report.html), and whether the last run failed.
 - `bakeoff-variant`: one variant: vLLM's queue, batch size, KV-cache and sequence-slot usage,
   preemptions, queue time, TTFT/ITL/E2E heatmaps and quantiles, the autoscaler's decisions and
   reasons, the time it was capped by GPUs, and its cost per 1M tokens.
@@ -21,6 +20,7 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
+from bakeoff_loadtest.verdict import FIGURES, Figure, Unit
 from grafana_foundation_sdk.builders import bargauge, heatmap, prometheus, stat, statetimeline, table, timeseries
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as db
@@ -217,6 +217,76 @@ def _dashboard(uid: str, title: str, description: str, multi: bool) -> db.Dashbo
     )
 
 
+LAST_RUN: Final = "Last run: "
+_UNITS: Final = {
+    Unit.USD: USD,
+    Unit.TOKENS_PER_SECOND: NUMBER,
+    Unit.REQUESTS_PER_SECOND: "reqps",
+    Unit.MILLISECONDS: "ms",
+    Unit.FLAG: NUMBER,
+}
+
+
+def _result(figure: Figure) -> str:
+    """The figure's `bakeoff_bakeoff_result` series of the namespace's BakeOffs, per BakeOff and variant."""
+    if len(figure.metrics) == 1:
+        return (
+            f"max by (bakeoff, variant) ({r.BAKEOFF_RESULT}"
+            f'{{namespace="$namespace", variant=~"$variant", metric="{figure.metrics[0]}"}})'
+        )
+    return (
+        f"max by (bakeoff, variant, metric) ({r.BAKEOFF_RESULT}"
+        f'{{namespace="$namespace", variant=~"$variant", metric=~"{"|".join(figure.metrics)}"}})'
+    )
+
+
+def last_run_panel(figure: Figure) -> table.Panel | stat.Panel | bargauge.Panel:
+    """One figure of `bakeoff_loadtest.verdict` as its BakeOffs' last successful run measured it: the column
+    of the same title in that run's report.html (its Verdict table)."""
+    title = LAST_RUN + figure.title
+    description = (
+        f"{figure.description} From `{r.BAKEOFF_RESULT}`: each BakeOff's last successful run, measured by the "
+        "load harness; the same figure as the Verdict table of that run's report.html."
+    )
+    if figure.id == "recommended":
+        return (
+            table.Panel()
+            .title(title)
+            .description(description)
+            .datasource(DATASOURCE)
+            .span(8)
+            .height(8)
+            .with_target(table_query(f"{_result(figure)} == 1", "A"))
+            .with_transformation(
+                model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True, "Value": True}})
+            )
+        )
+    if figure.unit is Unit.FLAG:
+        return (
+            stat.Panel()
+            .title(title)
+            .description(description)
+            .datasource(DATASOURCE)
+            .span(8)
+            .height(8)
+            .color_mode(common.BigValueColorMode.BACKGROUND)
+            .graph_mode(common.BigValueGraphMode.NONE)
+            .mappings(
+                [
+                    model.ValueMap(
+                        options={
+                            "0": model.ValueMappingResult(text="no", color="orange"),
+                            "1": model.ValueMappingResult(text="yes", color="green"),
+                        }
+                    )
+                ]
+            )
+            .with_target(query(_result(figure), "{{variant}} ({{bakeoff}})", instant=True))
+        )
+    legend = "{{variant}} ({{bakeoff}})" if len(figure.metrics) == 1 else "{{variant}} ({{bakeoff}}) {{metric}}"
+    return _bars(title, description, _UNITS[figure.unit], query(_result(figure), legend, instant=True))
+
+
 def overview() -> model.Dashboard:
     """The variants of a namespace side by side."""
     latency_table = (
@@ -245,55 +315,6 @@ def overview() -> model.Dashboard:
             )
         )
     )
-    recommended = (
-        table.Panel()
-        .title("Recommended variant")
-        .description(
-            f'`{r.BAKEOFF_RESULT}{{metric="recommended"}}`: the variant each BakeOff of the namespace recommends '
-            "from its last successful run: the cheapest per 1M output tokens that met the SLO, within the "
-            "accuracy budget."
-        )
-        .datasource(DATASOURCE)
-        .span(8)
-        .height(8)
-        .with_target(
-            table_query(
-                f'max by (bakeoff, variant) ({r.BAKEOFF_RESULT}{{namespace="$namespace", metric="recommended"}}) == 1',
-                "A",
-            )
-        )
-        .with_transformation(
-            model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True, "Value": True}})
-        )
-    )
-    measured = [
-        _bars(
-            title,
-            f"{what}, as the last successful BakeOff run measured it with the load harness (the figures of its "
-            "report.html), per BakeOff and variant: compare with the live figures above.",
-            unit,
-            query(
-                f"max by (bakeoff, variant) ({r.BAKEOFF_RESULT}"
-                f'{{namespace="$namespace", variant=~"$variant", metric="{metric}"}})',
-                "{{variant}} ({{bakeoff}})",
-                instant=True,
-            ),
-        )
-        for title, what, unit, metric in (
-            (
-                "Measured cost per 1M output tokens",
-                "Cost per 1M output tokens at each variant's chosen load point",
-                USD,
-                "cost_per_1m_output_tokens_usd",
-            ),
-            (
-                "Measured output tokens/s per GPU",
-                "Output tokens/s per GPU at each variant's chosen load point",
-                NUMBER,
-                "output_tokens_per_second_per_gpu",
-            ),
-        )
-    ]
     last_runs = (
         stat.Panel()
         .title("Last run of each BakeOff")
@@ -315,7 +336,7 @@ def overview() -> model.Dashboard:
         )
         .with_target(query(f'max by (bakeoff) ({r.BAKEOFF_LAST_RUN_FAILED}{{namespace="$namespace"}})', "{{bakeoff}}"))
     )
-    return (
+    out = (
         _dashboard(
             OVERVIEW_UID,
             "Bakeoff / overview",
@@ -443,13 +464,12 @@ def overview() -> model.Dashboard:
                 [query(f"{r.WAITING}{{{VARIANTS}}}")],
             )
         )
-        .with_row(db.Row("Bake-offs"))
-        .with_panel(recommended)
-        .with_panel(measured[0])
-        .with_panel(measured[1])
+        .with_row(db.Row("Bake-offs: the last run (the figures of its report.html)"))
         .with_panel(last_runs)
-        .build()
     )
+    for figure in FIGURES:
+        out = out.with_panel(last_run_panel(figure))
+    return out.build()
 
 
 def variant() -> model.Dashboard:

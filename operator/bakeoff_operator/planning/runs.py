@@ -42,6 +42,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from bakeoff_loadtest import verdict
 from bakeoff_loadtest.results import RunResult
 from bakeoff_loadtest.run_summary import SUMMARY_KEY, read_summary
 from bakeoff_loadtest.spec import RunSpec
@@ -835,29 +836,17 @@ def last_run_failed(status: BakeOffStatus) -> bool:
 
 
 def result_metrics(status: BakeOffStatus) -> dict[str, dict[str, float]]:
-    """The verdict in status as numbers per variant and metric (the operator's `bakeoff_bakeoff_result`):
-    cost per 1M output and total tokens, output tokens/s (and per GPU), latency percentiles in ms, the
-    most requests/s under the SLO, and 0/1 for within the SLO, on the Pareto frontier and recommended."""
+    """The verdict in status as numbers per variant and metric (the operator's `bakeoff_bakeoff_result`): the
+    figures of `bakeoff_loadtest.verdict`, which a run's report.html shows too, from each status row."""
     recommended = status.recommendation.variant if status.recommendation else None
-    out: dict[str, dict[str, float]] = {}
-    for row in status.results:
-        values: dict[str, float | None] = {
-            "cost_per_1m_output_tokens_usd": row.cost_per_1m_output_tokens_usd,
-            "cost_per_1m_total_tokens_usd": row.cost_per_1m_total_tokens_usd,
-            "output_tokens_per_second": row.output_tokens_per_second,
-            "max_qps_under_slo": row.max_qps_under_slo,
-        }
-        if row.output_tokens_per_second is not None and row.gpus:
-            values["output_tokens_per_second_per_gpu"] = row.output_tokens_per_second / row.gpus
-        for name, latency in (("ttft", row.ttft_ms), ("itl", row.itl_ms), ("e2e", row.e2e_ms)):
-            for p in ("p50", "p90", "p95", "p99"):
-                values[f"{name}_{p}_ms"] = getattr(latency, p) if latency is not None else None
-        if row.meets_slo is not None:
-            values["within_slo"] = float(row.meets_slo)
-        values["on_pareto_frontier"] = float(row.variant in status.pareto_frontier)
-        values["recommended"] = float(row.variant == recommended)
-        out[row.variant] = {k: float(v) for k, v in values.items() if v is not None}
-    return out
+    return {
+        row.variant: verdict.figures(
+            verdict.VerdictRow.model_validate(row.model_dump(by_alias=False)),
+            on_pareto_frontier=row.variant in status.pareto_frontier,
+            recommended=row.variant == recommended,
+        )
+        for row in status.results
+    }
 
 
 def unstarted_job(start: RunStart, refusal: str, now: datetime) -> JobState:
