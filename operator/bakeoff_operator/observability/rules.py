@@ -249,6 +249,13 @@ def _alert(
 
 
 # --- throughput and cost --------------------------------------------------------------------------------
+def cost_per_1m_tokens(gpu_cost_per_hour: str, tokens_per_second: str) -> str:
+    """USD per 1M tokens of a variant: USD per hour / tokens per hour x 1e6, `bakeoff_runtime.cost`'s formula
+    with live inputs (PromQL of one series per variant each); `> 0` leaves an idle variant without a cost."""
+    hour = f"{SECONDS_PER_HOUR:g}"
+    return f"{gpu_cost_per_hour}\n  / on ({BY}) group_left ()\n    ({hour} * {tokens_per_second} > 0)\n  * 1e6"
+
+
 def _cost_rules() -> Iterator[RecordingRule]:
     w = RATE_WINDOW
     yield RecordingRule(record=OUTPUT_TOKENS_RATE, expr=f"sum by ({BY}) (rate({VLLM_GENERATION_TOKENS}[{w}]))")
@@ -277,13 +284,8 @@ def _cost_rules() -> Iterator[RecordingRule]:
         record=GPU_COST_PER_HOUR,
         expr=f"{GPUS}\n  * on (gpu_class) group_left ()\n    max by (gpu_class) ({GPU_PRICE})",
     )
-    hour = f"{SECONDS_PER_HOUR:g}"
     for record, rate in ((COST_PER_1M_OUTPUT, OUTPUT_TOKENS_RATE), (COST_PER_1M_TOKENS, TOKENS_RATE)):
-        # USD per hour / tokens per hour x 1e6; `> 0` leaves an idle variant without a cost.
-        yield RecordingRule(
-            record=record,
-            expr=f"{GPU_COST_PER_HOUR}\n  / on ({BY}) group_left ()\n    ({hour} * {rate} > 0)\n  * 1e6",
-        )
+        yield RecordingRule(record=record, expr=cost_per_1m_tokens(GPU_COST_PER_HOUR, rate))
     yield RecordingRule(
         record=OUTPUT_TOKENS_PER_GPU,
         expr=f"{OUTPUT_TOKENS_RATE}\n  / on ({BY}) group_left (gpu_class)\n    ({GPUS} > 0)",
