@@ -41,7 +41,7 @@ figure{margin:0}figcaption{font-size:.85rem;color:#5b6573}
 #recommendation{background:#eef6ee;border-left:4px solid #2f8a45;padding:.8rem 1rem}
 dt{font-weight:600;margin-top:.5rem}dd{margin-left:1rem}
 svg{max-width:100%;height:auto}
-#verdict-table{font-size:.8rem}
+#verdict-table{width:auto;min-width:50%}
 """
 
 
@@ -223,37 +223,41 @@ def _summary_rows(results: Sequence[RunResult]) -> str:
 _DIGITS = {Unit.USD: 3, Unit.TOKENS_PER_SECOND: 1, Unit.REQUESTS_PER_SECOND: 2, Unit.MILLISECONDS: 1}
 
 
-def _figure_cell(metric: str, unit: Unit, value: float | None) -> str:
+def _figure_cell(variant: str, metric: str, unit: Unit, value: float | None) -> str:
     """One figure's cell; `data-value` holds the number exactly as the operator exports it."""
+    where = f"data-variant='{variant}' data-metric='{metric}'"
     if value is None:
-        return f"<td data-metric='{metric}' data-value=''>–</td>"
+        return f"<td {where} data-value=''>–</td>"
     flag = "<span class='ok'>yes</span>" if value else "no"
     text = flag if unit is Unit.FLAG else _fmt(value, _DIGITS[unit])
-    return f"<td data-metric='{metric}' data-value='{value!r}'>{text}</td>"
+    return f"<td {where} data-value='{value!r}'>{text}</td>"
 
 
 def _verdict_table(results: Sequence[RunResult], frontier: Sequence[str], recommended: str | None) -> str:
-    """One row per variant, one column per figure of `bakeoff_loadtest.verdict` (a BakeOff's
-    `bakeoff_bakeoff_result` series, drawn by the overview dashboard's "Bake-offs" row)."""
-    head = "".join(
-        f"<th data-figure='{f.id}' title='{html.escape(f.description, quote=True)}'>{html.escape(h)}</th>"
-        for f in FIGURES
-        for h in f.headers
-    )
+    """One row per figure of `bakeoff_loadtest.verdict` (a BakeOff's `bakeoff_bakeoff_result` series, drawn by
+    the overview dashboard's "Bake-offs" row), one column per variant."""
+    names = [html.escape(r.variant, quote=True) for r in results]
+    values = [
+        figures(verdict_row(r), on_pareto_frontier=r.variant in frontier, recommended=r.variant == recommended)
+        for r in results
+    ]
+    head = "".join(f"<th data-variant='{n}'>{n}</th>" for n in names)
     rows = []
-    for r in results:
-        values = figures(verdict_row(r), on_pareto_frontier=r.variant in frontier, recommended=r.variant == recommended)
-        cells = "".join(_figure_cell(m, f.unit, values.get(m)) for f in FIGURES for m in f.metrics)
-        name = html.escape(r.variant, quote=True)
-        rows.append(f"<tr data-variant='{name}'><td class='l'>{name}</td>{cells}</tr>")
+    for f in FIGURES:
+        for metric, header in zip(f.metrics, f.headers, strict=True):
+            cells = "".join(
+                _figure_cell(name, metric, f.unit, v.get(metric)) for name, v in zip(names, values, strict=True)
+            )
+            rows.append(
+                f"<tr data-figure='{f.id}' data-metric='{metric}'>"
+                f"<th class='l' title='{html.escape(f.description, quote=True)}'>{html.escape(header)}</th>{cells}</tr>"
+            )
     return (
         "<section id='verdict'><h2>Verdict</h2>"
         "<p class='muted'>Each variant at its chosen load point: the figures a BakeOff exports for its last run "
-        "(<code>bakeoff_bakeoff_result</code>) and the overview dashboard draws in its Bake-offs row. Costs in USD, "
-        "latencies in ms.</p>"
-        f"<table id='verdict-table'><tr><th class='l'>variant</th>{head}</tr>\n"
-        + "\n".join(rows)
-        + "</table></section>"
+        "(<code>bakeoff_bakeoff_result</code>) and the overview dashboard draws in its Bake-offs row, one "
+        "panel per figure. Costs in USD, latencies in ms.</p>"
+        f"<table id='verdict-table'><tr><th class='l'>figure</th>{head}</tr>\n" + "\n".join(rows) + "</table></section>"
     )
 
 

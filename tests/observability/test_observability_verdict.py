@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bakeoffs.builders import CATALOG, NAMES, RUN, at, bakeoff, finished_run, result, run_result, running_status
 from tests.bakeoffs.builders import variants as model_variants
+from tests.loadtest.test_loadtest_report import CHROMIUM_ARGS, _chromium_or_skip
 from tests.observability.promql import dashboard_files
 
 # An SLO two of the three variants meet (their p90 E2E is 0.35 s and 0.40 s, bf16's 0.60 s), and the hybrid
@@ -55,15 +56,14 @@ def _exported(status: BakeOffStatus) -> dict[tuple[str, str], float]:
 
 
 class _VerdictTable(HTMLParser):
-    """The report's #verdict-table: column figures from the header, (variant, metric) -> cell."""
+    """The report's #verdict-table: the figure of each row, in order, and (variant, metric) -> cell."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inside = False
-        self.header: list[str] = []
-        self.variant: str | None = None
+        self.rows: list[tuple[str, str]] = []
         self.cells: dict[tuple[str, str], tuple[str, str]] = {}
-        self._cell: tuple[str, str] | None = None
+        self._cell: tuple[str, str, str] | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -72,13 +72,10 @@ class _VerdictTable(HTMLParser):
             self.inside = a.get("id") == "verdict-table"
         if not self.inside:
             return
-        if tag == "th" and a.get("data-figure"):
-            self.header.append(a["data-figure"] or "")
-        elif tag == "tr" and a.get("data-variant"):
-            self.variant = a["data-variant"]
-        elif tag == "td" and a.get("data-metric") is not None:
-            assert self.variant is not None
-            self._cell = (a["data-metric"] or "", a.get("data-value") or "")
+        if tag == "tr" and a.get("data-figure"):
+            self.rows.append((a["data-figure"] or "", a.get("data-metric") or ""))
+        elif tag == "td":
+            self._cell = (a.get("data-variant") or "", a.get("data-metric") or "", a.get("data-value") or "")
             self._text = []
 
     def handle_data(self, data: str) -> None:
@@ -88,9 +85,9 @@ class _VerdictTable(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "table":
             self.inside = False
-        elif tag == "td" and self._cell is not None and self.variant is not None:
-            metric, value = self._cell
-            self.cells[(self.variant, metric)] = (value, "".join(self._text))
+        elif tag == "td" and self._cell is not None:
+            variant, metric, value = self._cell
+            self.cells[(variant, metric)] = (value, "".join(self._text))
             self._cell = None
 
 
@@ -179,5 +176,30 @@ def test_every_last_run_panel_is_one_report_figure_and_every_figure_has_one(tmp_
     assert by_title == {dashboards.LAST_RUN + f.title: set(f.metrics) for f in FIGURES}
     # the report's columns are the same figures, each metric once, in the figures' order
     report = _report(tmp_path)
-    assert report.header == [f.id for f in FIGURES for _ in f.metrics]
+    assert report.rows == [(f.id, m) for f in FIGURES for m in f.metrics]
     assert [m for (v, m) in report.cells if v == NAMES[0]] == list(METRICS)
+
+
+@pytest.mark.browser
+def test_the_verdict_renders_in_headless_chromium_within_the_page(tmp_path: Path) -> None:
+    exe = _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    _report(tmp_path)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto((tmp_path / "report.html").as_uri())
+            page.wait_for_load_state("load")
+            table = page.locator("#verdict-table")
+            assert table.locator("tr").count() == 1 + len(METRICS)
+            box, body = table.bounding_box(), page.locator("body").bounding_box()
+            assert box is not None
+            assert body is not None
+            assert box["x"] + box["width"] <= body["x"] + body["width"] + 1  # no column cut off
+            header = table.locator("tr").first.inner_text()
+            assert all(name in header for name in NAMES)
+            assert "Cost per 1M output tokens" in table.inner_text()
+        finally:
+            browser.close()
