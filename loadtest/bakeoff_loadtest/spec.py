@@ -6,6 +6,7 @@ and the operator from a BakeOff); the endpoint is the only thing added when the 
 
 from __future__ import annotations
 
+import math
 from typing import Final, Literal
 
 from bakeoff_runtime.cost import CostInputs
@@ -15,6 +16,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bakeoff_loadtest.slo import SLO
 
 DEFAULT_CONCURRENCY_LEVELS: Final[tuple[float, ...]] = (1, 2, 4, 8, 16, 32)
+# Concurrent streams one load process (one Locust process on one core) drives with its timings intact:
+# `benchmarks/loadtest_capacity.py` measured a TTFT error p99 of 9.5 ms at 200 streams of 25 tokens/s
+# and 103 ms at 400. A load that needs more runs as a Locust master and workers (`workers_for`).
+STREAMS_PER_PROCESS: Final = 200
+MAX_WORKERS: Final = 256
+
+
+def workers_for(peak_streams: float, streams_per_process: int = STREAMS_PER_PROCESS) -> int:
+    """Locust worker processes for a load of `peak_streams` concurrent streams: 0 (one process, no
+    workers) while one process carries them, else one worker per `streams_per_process` streams (the
+    master only coordinates); at most `MAX_WORKERS`."""
+    if streams_per_process < 1:
+        raise ValueError(f"streams per process must be at least 1, got {streams_per_process}")
+    processes = math.ceil(max(0.0, peak_streams) / streams_per_process)
+    return 0 if processes <= 1 else min(MAX_WORKERS, processes)
 
 
 class LoadPlan(BaseModel):
@@ -39,7 +55,7 @@ class LoadPlan(BaseModel):
     slo: SLO | None = Field(None, description="Latency objective for goodput and `meets_slo`; none: not judged.")
     max_failure_rate: float = Field(0.01, ge=0.0, le=1.0, description="Failure rate a point meeting the SLO may have.")
     cost: CostInputs = Field(default_factory=CostInputs)
-    workers: int = Field(0, ge=0, le=256, description="Locust worker processes (0: in-process).")
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="Locust worker processes (0: in-process).")
     request_timeout_s: float = Field(600.0, gt=0, le=86_400, description="Per-read network timeout.")
     connect_timeout_s: float = Field(10.0, gt=0, le=600, description="Connection timeout.")
     drain_timeout_s: float = Field(120.0, ge=0, le=86_400, description="Wait for in-flight at the end.")
@@ -81,6 +97,16 @@ class LoadPlan(BaseModel):
         if self.mode is LoadMode.RATE_SWEEP:
             return self.levels
         return (1.0,)
+
+    def peak_streams(self, latency_s: float | None = None) -> float:
+        """The most streams this plan keeps in flight: the highest concurrency of a sweep, one for sync;
+        for a rate sweep the highest rate times `latency_s` (Little's law; the expected end-to-end
+        latency at that rate, e.g. the performance model's at saturation), capped by `max_in_flight`,
+        and one stream per request/s when no latency is known."""
+        if self.mode is LoadMode.RATE_SWEEP:
+            rate = max(self.levels)
+            return min(float(self.max_in_flight), rate * (latency_s if latency_s is not None else 1.0))
+        return max(self.sweep_levels())
 
     def at(self, endpoint: str) -> RunSpec:
         """This plan against the variant serving at ``endpoint``."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import yaml
+from bakeoff_loadtest.spec import STREAMS_PER_PROCESS
 from bakeoff_runtime.gpus import default_catalog
 from bakeoff_runtime.vllm_version import VLLM_IMAGE
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,6 +123,22 @@ class Serving(Values):
     )
     memory_gib_per_gpu: int = Field(
         default=64, ge=1, le=4096, alias="memoryGiBPerGPU", description="Host memory a vLLM replica requests per GPU."
+    )
+
+
+class BakeOffRuns(Values):
+    streams_per_process: int = Field(
+        default=STREAMS_PER_PROCESS,
+        ge=1,
+        le=100_000,
+        description="Concurrent streams one load-test process drives with accurate timings; a run that needs more "
+        "runs Locust as a master and workers in its Job's pod.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, max_length=32, description="Node selector of the load-test pods, e.g. a CPU pool."
+    )
+    tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=32, description="Tolerations of the load-test pods."
     )
 
 
@@ -235,6 +252,9 @@ class ChartValues(Values):
     image: Image = Field(default_factory=Image, description="Operator image.")
     operator: Operator = Field(default_factory=Operator, description="The operator Deployment.")
     serving: Serving = Field(default_factory=Serving, description="Defaults of the vLLM runtimes.")
+    runs: BakeOffRuns = Field(
+        default_factory=BakeOffRuns, description="The Jobs of BakeOff runs (`bakeoff loadtest` against each variant)."
+    )
     prometheus: Prometheus = Field(default_factory=Prometheus, description="Prometheus the operator queries.")
     metrics: Metrics = Field(default_factory=Metrics, description="The operator's own metrics.")
     observability: Observability = Field(

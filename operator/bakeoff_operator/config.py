@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from bakeoff_loadtest.spec import STREAMS_PER_PROCESS
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bakeoff_operator.api.common import DNS_LABEL
@@ -68,6 +70,19 @@ class OperatorConfig(BaseModel):
         pattern=r"^[a-z0-9]([-a-z0-9.:]*[a-z0-9])?$",
         description="BAKEOFF_LOADTEST_CLUSTER_ROLE: the chart's ClusterRole that bake-off run Jobs are bound to.",
     )
+    loadtest_streams_per_process: int = Field(
+        default=STREAMS_PER_PROCESS,
+        ge=1,
+        le=100_000,
+        description="BAKEOFF_LOADTEST_STREAMS_PER_PROCESS: concurrent streams one load-test process drives; "
+        "a bake-off run that needs more runs Locust as a master and workers.",
+    )
+    loadtest_node_selector: dict[str, str] = Field(
+        default_factory=dict, description="BAKEOFF_LOADTEST_NODE_SELECTOR: node selector of load-test pods (JSON)."
+    )
+    loadtest_tolerations: list[dict[str, Any]] = Field(
+        default_factory=list, description="BAKEOFF_LOADTEST_TOLERATIONS: tolerations of load-test pods (JSON list)."
+    )
 
     ENV: ClassVar[dict[str, str]] = {
         "namespace": "BAKEOFF_NAMESPACE",
@@ -84,24 +99,39 @@ class OperatorConfig(BaseModel):
         "cpu_per_gpu": "BAKEOFF_CPU_PER_GPU",
         "memory_gib_per_gpu": "BAKEOFF_MEMORY_GIB_PER_GPU",
         "loadtest_cluster_role": "BAKEOFF_LOADTEST_CLUSTER_ROLE",
+        "loadtest_streams_per_process": "BAKEOFF_LOADTEST_STREAMS_PER_PROCESS",
+        "loadtest_node_selector": "BAKEOFF_LOADTEST_NODE_SELECTOR",
+        "loadtest_tolerations": "BAKEOFF_LOADTEST_TOLERATIONS",
     }
+    # Variables whose value is JSON (the chart writes them with `toJson`).
+    JSON: ClassVar[frozenset[str]] = frozenset({"loadtest_node_selector", "loadtest_tolerations"})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OperatorConfig:
         """The configuration in `env`; unset or empty variables keep their defaults. Raises ValueError
         naming the variable when one is malformed."""
-        given = {field: env[var] for field, var in cls.ENV.items() if env.get(var)}
+        raw = {field: env[var] for field, var in cls.ENV.items() if env.get(var)}
+        given: dict[str, Any] = dict(raw)
+        for field in cls.JSON & given.keys():
+            try:
+                given[field] = json.loads(raw[field])
+            except json.JSONDecodeError as err:
+                raise ValueError(f"operator environment: {cls.ENV[field]}={raw[field]!r}: not JSON ({err})") from None
         try:
             return cls.model_validate(given)
         except ValidationError as err:
             bad = "; ".join(
-                f"{cls.ENV[str(e['loc'][0])]}={given.get(str(e['loc'][0]))!r}: {e['msg']}" for e in err.errors()
+                f"{cls.ENV[str(e['loc'][0])]}={raw.get(str(e['loc'][0]))!r}: {e['msg']}" for e in err.errors()
             )
             raise ValueError(f"operator environment: {bad}") from None
 
     def job_settings(self) -> JobSettings:
         """The settings of bake-off run Jobs: Bakeoff's image (the simulator's) and the ClusterRole."""
-        fields: dict[str, Any] = {"cluster_role": self.loadtest_cluster_role}
+        fields: dict[str, Any] = {
+            "cluster_role": self.loadtest_cluster_role,
+            "node_selector": self.loadtest_node_selector,
+            "tolerations": self.loadtest_tolerations,
+        }
         if self.simulator_image:
             fields["image"] = self.simulator_image
         return JobSettings(**fields)

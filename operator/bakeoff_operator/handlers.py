@@ -19,11 +19,10 @@ objects, every status is computed and written under one lock per kind and namesp
 `bakeoff_operator.kube` with the `resourceVersion` it was read at (see `_StatusLocks`).
 
 A BakeOff also runs: `planning.runs` decides when a run is due and what it measures, and folds a
-finished run's results into status; `reconcile_runs` applies that (the run's Job from `render.jobs`,
-the results, the variants' measured capacity, Events, `/metrics`). It is called when the BakeOff
-changes (a `bakeoff.dev/run-now` annotation), when its variants or its Jobs change, and every
-`RUNS_INTERVAL_S` by a thread of its own (`RunsLoop`; a kopf timer would add a finalizer to every
-BakeOff).
+finished run's results into status; `bakeoff_runs` applies that (the run's Job from `render.jobs`,
+the results, the variants' measured capacity, Events, `/metrics`). The handlers look at a BakeOff's
+runs when it changes (a `bakeoff.dev/run-now` annotation), when its variants or its Jobs change;
+`bakeoff_runs.RunsLoop` every `RUNS_INTERVAL_S` from a thread of its own.
 
 Environment (set by the chart): `BAKEOFF_NAMESPACE` is the operator's own namespace (the pod's),
 `BAKEOFF_METRICS_PORT`, `BAKEOFF_PROMETHEUS_URL` and `BAKEOFF_VLLM_IMAGE` configure the metrics,
@@ -35,29 +34,26 @@ chart's `operator.watchNamespaces`); GPUClasses are cluster-scoped and always wa
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import json
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import kopf
 from bakeoff_runtime.gpus import GPUCatalog
 from kubernetes.client import ApiException
 from pydantic import ValidationError
 
-from bakeoff_operator.api.bakeoff import BakeOff, BakeOffStatus
 from bakeoff_operator.api.common import GROUP, VERSION
 from bakeoff_operator.api.gpuclass import GPUClass
-from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
+from bakeoff_operator.api.modelvariant import ModelVariant
 from bakeoff_operator.autoscaler import Autoscaler
+from bakeoff_operator.bakeoff_runs import RunsLoop, api_message
 from bakeoff_operator.config import OperatorConfig
 from bakeoff_operator.io import kube
-from bakeoff_operator.io import runs as run_io
 from bakeoff_operator.io.kube import status_lock
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus
@@ -67,14 +63,12 @@ from bakeoff_operator.planning.children import KSERVE_POD_LABEL, ChildrenState
 from bakeoff_operator.planning.children import observe_children as observed_children
 from bakeoff_operator.planning.outcomes import (
     Outcome,
-    _stored_status,
     bakeoff_outcome,
     observed_variant,
     problems,
     variant_outcome,
     wire,
 )
-from bakeoff_operator.render.jobs import owner_of, render_identity, render_run_job
 from bakeoff_operator.render.kserve import (
     INFERENCE_SERVICE_API,
     LABEL_MANAGED_BY,
@@ -155,13 +149,6 @@ class Applied:
     desired_replicas: int = 0
 
 
-def _api_message(err: ApiException) -> str:
-    try:
-        return str(json.loads(err.body or "{}").get("message") or err.reason)
-    except ValueError:
-        return str(err.reason)
-
-
 def apply_children(  # noqa: PLR0917 (the handler's context, passed on)
     body: Mapping[str, Any],
     catalog: GPUCatalog,
@@ -206,7 +193,7 @@ def apply_children(  # noqa: PLR0917 (the handler's context, passed on)
             return applied
         except ApiException as err:
             if err.status in (400, 403, 422):  # invalid, or refused by an admission webhook
-                applied.error = f"{obj['kind']} {obj['metadata']['name']}: {_api_message(err)}"
+                applied.error = f"{obj['kind']} {obj['metadata']['name']}: {api_message(err)}"
                 return applied
             raise
     current = children.of_kind("ServingRuntime")
@@ -438,9 +425,6 @@ def resize_on_gpu_class_change(
 
 
 # --- BakeOff ------------------------------------------------------------------------------------------------------
-# How often every BakeOff's runs are looked at (a schedule comes due, a run stops waiting for its
-# variants), besides the events that look at once: the BakeOff's own changes, its variants' and its Jobs'.
-RUNS_INTERVAL_S: Final = 10.0
 
 
 @kopf.on.resume(*BAKEOFFS)
@@ -507,191 +491,20 @@ def revalidate_bakeoffs(
         reconcile_runs(namespace or "", bakeoff, gpu_classes=kwargs["gpu_classes"], memo=memo, logger=logger)
 
 
-# --- BakeOff runs: scheduled load-test Jobs, results back into status ------------------------------------------------
-def parse_bakeoff(body: Mapping[str, Any]) -> BakeOff | None:
-    """The BakeOff with what its runs read (its status, creation time and run-now request); None when the
-    models reject it (its validation says why)."""
-    parsed = wire(body)
-    metadata = body.get("metadata") or {}
-    parsed["metadata"]["creationTimestamp"] = metadata.get("creationTimestamp")
-    request = (metadata.get("annotations") or {}).get(runs.ANNOTATION_RUN_NOW)
-    parsed["metadata"]["annotations"] = {runs.ANNOTATION_RUN_NOW: request} if request else {}
-    try:
-        bo = BakeOff.model_validate(parsed)
-    except ValidationError:
-        return None
-    return bo.model_copy(update={"status": _stored_status(BakeOffStatus, body)})
-
-
-def _variants_of(namespace: str) -> list[ModelVariant]:
-    """Every ModelVariant of the namespace the models accept, with its status."""
-    out = []
-    for body in kube.list_variants([namespace]):
-        try:
-            mv = ModelVariant.model_validate(wire(body))
-        except ValidationError:
-            continue  # its own status says what is wrong
-        out.append(mv.model_copy(update={"status": _stored_status(ModelVariantStatus, body)}))
-    return out
-
-
-def _start_run(
-    decision: runs.RunsDecision, bo: BakeOff, config: OperatorConfig, logger: kopf.Logger | logging.Logger
-) -> str | None:
-    """Create the run's identity and Job; the API server's refusal, if it refuses."""
-    start = decision.start
-    assert start is not None
-    namespace, name, uid = bo.metadata.namespace or "", bo.metadata.name, str(bo.metadata.uid)
-    owner = owner_of(name, uid)
-    settings = config.job_settings()
-    try:
-        run_io.ensure_identity(namespace, render_identity(name, owner, settings))
-        created = run_io.create_job(render_run_job(start, name, namespace, owner, settings))
-    except ApiException as err:
-        if err.status in (400, 403, 404, 422):
-            return f"{err.status} {_api_message(err)}"
-        raise
-    logger.info(f"bakeoffs {namespace}/{name}: run {start.run} {'started' if created else 'adopted'}")
-    return None
-
-
-def _write_capacity(namespace: str, capacity: runs.VariantCapacity) -> None:
-    """A measured variant's `status.measuredCapacity` (fields the variant's own status leaves alone)."""
-    wire = capacity.capacity.to_wire()
-    with status_lock(MODEL_VARIANTS[2], namespace):
-        for _ in range(MAX_REFRESH_ATTEMPTS):
-            body = kube.get_object(MODEL_VARIANTS[2], namespace, capacity.variant)
-            if body is None or (body.get("status") or {}).get("measuredCapacity") == wire:
-                return
-            version = str(body["metadata"]["resourceVersion"])
-            result = kube.patch_status(
-                MODEL_VARIANTS[2], namespace, capacity.variant, {"measuredCapacity": wire}, version
-            )
-            if result is not kube.PatchOutcome.CONFLICT:
-                return
-
-
-def _apply_decision(
-    decision: runs.RunsDecision,
-    body: Mapping[str, Any],
-    jobs: list[runs.JobState],
-    results: list[runs.ResultState],
-    memo: Any,
-) -> None:
-    """What follows a status write: deletions beyond the history, capacities, Events, metrics."""
-    namespace, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
-    uids = {j.name: j.uid for j in jobs}
-    for job in decision.delete_jobs:
-        run_io.delete_job(namespace, job, uids.get(job))
-    result_uids = {r.name: r.uid for r in results}
-    for result in decision.delete_results:
-        run_io.delete_result(namespace, result, result_uids.get(result))
-    for capacity in decision.capacities:
-        _write_capacity(namespace, capacity)
-    for event in decision.events:
-        # kopf reads the reference (apiVersion, kind, name, namespace, uid) of any object body.
-        kind = "Warning" if event.warning else "Normal"
-        kopf.event(cast(kopf.Body, body), type=kind, reason=event.reason, message=event.message)
-    metrics: OperatorMetrics | None = memo.get("metrics")
-    if metrics is not None:
-        status = decision.status
-        metrics.set_bakeoff(namespace, name, runs.result_metrics(status), runs.last_run_failed(status))
-
-
+# --- BakeOff runs: scheduled load-test Jobs, results back into status (`bakeoff_runs`) -----------------------------
 def reconcile_runs(
-    namespace: str,
-    name: str,
-    *,
-    gpu_classes: kopf.Index[str, GPUClass],
-    memo: Any,
-    logger: kopf.Logger | logging.Logger,
-) -> runs.RunsDecision | None:
-    """Read the BakeOff, its variants, run Jobs and results; let `planning.runs` decide; start the run it
-    says, write the status it gives and do the rest. Under the BakeOff status lock, from fresh reads: a
-    write that lost a race is computed again (a Job created meanwhile is then adopted, not doubled)."""
-    config: OperatorConfig = memo.config
-    catalog = catalog_from(gpu_classes)
-    with status_lock(BAKEOFFS[2], namespace):
-        started: list[runs.RunEvent] = []
-        for _ in range(MAX_REFRESH_ATTEMPTS):
-            body = kube.get_object(BAKEOFFS[2], namespace, name)
-            bo = parse_bakeoff(body) if body is not None else None
-            if body is None or bo is None:
-                return None
-            jobs = [j for raw in run_io.list_run_jobs(namespace, name) if (j := runs.job_state(raw)) is not None]
-            results = [r for raw in run_io.list_results(namespace, name) if (r := runs.result_state(raw)) is not None]
-            variants = _variants_of(namespace)
-            now = clock()
-            decision = runs.plan_runs(bo, variants, jobs=jobs, results=results, catalog=catalog, now=now)
-            if decision.start is not None:
-                refused = _start_run(decision, bo, config, logger)
-                if refused is not None:
-                    failed = runs.unstarted_job(decision.start, refused, now)
-                    decision = runs.plan_runs(
-                        bo, variants, jobs=[*jobs, failed], results=results, catalog=catalog, now=now
-                    )
-                else:
-                    started = [e for e in decision.events if e.reason == runs.RunReason.RUN_STARTED]
-            stored = _stored_status(BakeOffStatus, body)
-            written = not plan.status_changed(stored, decision.status)
-            if not written:
-                patch = plan.status_patch(decision.status, runs.OWNED_RUN_FIELDS)
-                version = str(body["metadata"]["resourceVersion"])
-                result = kube.patch_status(BAKEOFFS[2], namespace, name, patch, version)
-                if result is kube.PatchOutcome.GONE:
-                    return None
-                written = result is kube.PatchOutcome.WRITTEN
-            if written:
-                extra = [e for e in started if e not in decision.events]
-                _apply_decision(
-                    decision.model_copy(update={"events": (*extra, *decision.events)}), body, jobs, results, memo
-                )
-                return decision
-        logger.warning(f"bakeoffs {namespace}/{name}: run status not written, the object kept changing")
-        return None
-
-
-class RunsLoop:
-    """The BakeOffs kopf has shown this operator, looked at every `RUNS_INTERVAL_S` from a thread of its own:
-    a schedule comes due, a run waiting for its variants gives up waiting. (A kopf timer would do the
-    same but put a finalizer on every BakeOff, so that none could be deleted while the operator is
-    down.) Handlers fill it; the GPU classes index is the one the handlers see."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.bakeoffs: set[tuple[str, str]] = set()
-        self.gpu_classes: kopf.Index[str, GPUClass] | None = None
-        self.stop = threading.Event()
-
-    def seen(self, namespace: str, name: str, gpu_classes: kopf.Index[str, GPUClass], *, gone: bool = False) -> None:
-        with self.lock:
-            self.gpu_classes = gpu_classes
-            if gone:
-                self.bakeoffs.discard((namespace, name))
-            else:
-                self.bakeoffs.add((namespace, name))
-
-    def run(self, memo: Any) -> None:
-        logger = logging.getLogger("bakeoff.runs")
-        while not self.stop.wait(RUNS_INTERVAL_S):
-            with self.lock:
-                keys, gpu_classes = sorted(self.bakeoffs), self.gpu_classes
-            for namespace, name in keys:
-                if gpu_classes is None or self.stop.is_set():
-                    break
-                try:
-                    reconcile_runs(namespace, name, gpu_classes=gpu_classes, memo=memo, logger=logger)
-                except Exception:  # one BakeOff's trouble (the API server away) is no reason to stop the others
-                    logger.exception(f"bakeoffs {namespace}/{name}: looking at its runs failed; trying again")
+    namespace: str, name: str, *, gpu_classes: kopf.Index[str, GPUClass], memo: Any, logger: kopf.Logger
+) -> None:
+    """Look at one BakeOff's runs now (`bakeoff_runs.reconcile_runs`)."""
+    loop: RunsLoop = memo.runs_loop
+    loop.reconcile(namespace, name, catalog_from(gpu_classes), logger)
 
 
 @kopf.on.startup()
 def start_runs_loop(*, memo: Any, **_: Any) -> None:
-    loop = RunsLoop()
+    loop = RunsLoop(memo.config, memo.get("metrics"))
     memo.runs_loop = loop
-    # In kopf's context, so that Events posted from the thread reach kopf's poster.
-    context = contextvars.copy_context()
-    threading.Thread(target=context.run, args=(loop.run, memo), name="bakeoff-runs", daemon=True).start()
+    threading.Thread(target=loop.run, name="bakeoff-runs", daemon=True).start()
 
 
 @kopf.on.cleanup()
@@ -727,7 +540,8 @@ def bakeoff_seen(*, type: str | None, name: str, namespace: str | None, memo: An
     gone = type == "DELETED"
     loop: RunsLoop | None = memo.get("runs_loop")
     if loop is not None:
-        loop.seen(namespace or "", name, kwargs["gpu_classes"], gone=gone)
+        gpu_classes: kopf.Index[str, GPUClass] = kwargs["gpu_classes"]
+        loop.seen(namespace or "", name, lambda: catalog_from(gpu_classes), gone=gone)
     metrics: OperatorMetrics | None = memo.get("metrics")
     if gone and metrics is not None:
         metrics.remove_bakeoff(namespace or "", name)

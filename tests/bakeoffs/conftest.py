@@ -34,6 +34,7 @@ from tests.support.pod_runner import PodRunner
 # One 8 x H100 server: each variant of a bake-off runs one replica on one GPU.
 NODES = (GPUNodes("h100", gpus=8, count=1),)
 LOADTEST_CLUSTER_ROLE = f"{RELEASE}-loadtest"  # the chart's, for the release name `bakeoff`
+STREAMS_PER_PROCESS = 2
 
 
 def _status(url: str) -> int:
@@ -78,6 +79,9 @@ class Rig:
             "BAKEOFF_METRICS_PORT": str(metrics),
             "BAKEOFF_METRICS_ADDRESS": "127.0.0.1",
             "BAKEOFF_LOADTEST_CLUSTER_ROLE": LOADTEST_CLUSTER_ROLE,
+            # Two streams per load process: the bake-off's four streams run as a Locust master and two
+            # workers in the Job's pod, as a load beyond one process does in production.
+            "BAKEOFF_LOADTEST_STREAMS_PER_PROCESS": str(STREAMS_PER_PROCESS),
             "PYTHONUNBUFFERED": "1",
         }
         log = self.workdir / f"operator-{self.starts}.log"

@@ -3,8 +3,11 @@ W4A16, an attention/Mamba hybrid) served by local simulators, one Job per run wh
 loadtest` as a local process under the Job's own ServiceAccount, results handed back as ConfigMaps and
 folded into the BakeOff's status, the variants' measured capacity and the operator's /metrics.
 
-The operator is a process under the chart's RBAC; it is restarted in the middle of a run. Times are
-printed, not asserted.
+The BakeOff runs every minute (`schedule.interval: 1m`): its first run starts at creation, the second
+a minute later; then it is suspended and run on demand (`bakeoff.dev/run-now`). Its four streams are
+more than the rig's two streams per load process, so every load test runs as a Locust master with two
+workers in the Job's pod. The operator is a process under the chart's RBAC; it is restarted in the
+middle of a run. Times are printed, not asserted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tests.bakeoffs.conftest import Rig
 pytestmark = [pytest.mark.e2e, pytest.mark.helm]
 
 SETTLE_S = 120.0
+SCHEDULE_S = 60.0  # the BakeOff's interval
 BAKEOFF = "apriel"
 # Three variants of Apriel-H1 on one H100 each: the full-attention teacher in BF16 and in INT4 W4A16, and
 # the hybrid with 30 Mamba layers. At four streams of short answers, INT4's decode moves a quarter of
@@ -56,6 +60,7 @@ def bakeoff_body() -> dict[str, Any]:
             "variants": list(VARIANTS),
             "workload": {"useCase": "instruction-following"},
             "load": {"mode": "concurrency-sweep", "concurrencies": [4], "duration": "3s"},
+            "schedule": {"interval": "1m"},
             "runs": {"historyLimit": 2},
         },
     }
@@ -100,6 +105,11 @@ class Cluster:
 
     def jobs(self) -> list[dict[str, Any]]:
         return self.items("jobs", f"bakeoff.dev/bakeoff={BAKEOFF}")
+
+    def gone(self, run: str) -> bool:
+        """The run's Job and result ConfigMaps are deleted."""
+        jobs = {j["metadata"]["name"] for j in self.jobs()}
+        return run not in jobs and not [r for r in self.results() if r["metadata"]["labels"]["bakeoff.dev/run"] == run]
 
     def results(self) -> list[dict[str, Any]]:
         return self.items("configmaps", f"bakeoff.dev/bakeoff={BAKEOFF},app.kubernetes.io/component=bakeoff-result")
@@ -171,7 +181,7 @@ def test_a_bakeoff_keeps_running_restarts_fails_and_cleans_up(rig: Rig) -> None:
         wait(f"{name} Ready", ready(c, name), report=c.report)
     rig.took("three simulated variants serving", time.perf_counter() - start)
 
-    # 1. Without a schedule, the bake-off runs once, at once. The operator restarts in the middle of the run.
+    # 1. The schedule's first run starts at creation. The operator restarts in the middle of it.
     start = time.perf_counter()
     rig.apply([bakeoff_body()], ns)
     first = wait("the first run's Job", c.jobs, report=c.report)[0]["metadata"]["name"]
@@ -188,6 +198,7 @@ def test_a_bakeoff_keeps_running_restarts_fails_and_cleans_up(rig: Rig) -> None:
     [finished] = rig.jobs.finished_in(ns)
     assert finished.exit_code == 0, finished.log_path.read_text()
     assert done["name"] == first
+    assert done["trigger"] == "Schedule"
     assert done["variants"] == list(VARIANTS)
     status = c.status()
     assert status["recommendation"]["variant"] == EXPECTED, json.dumps(status, indent=1)
@@ -203,12 +214,17 @@ def test_a_bakeoff_keeps_running_restarts_fails_and_cleans_up(rig: Rig) -> None:
         ("hybrid-h30", "teacher-bf16"),
     }
     assert c.condition("Complete")["reason"] == "RunSucceeded"
-    assert c.condition("Running")["reason"] == "NoRunScheduled"
     # Each variant's load test handed its summary back as a ConfigMap it created, owned by the BakeOff.
     results = c.results()
     assert {r["metadata"]["labels"]["bakeoff.dev/variant"] for r in results} == set(VARIANTS)
     uid = c.bakeoff()["metadata"]["uid"]
     assert all(r["metadata"]["ownerReferences"][0]["uid"] == uid for r in results)
+    # Each load test ran as a Locust master and two workers (four streams, two per process): its requests
+    # came from both workers.
+    for r in results:
+        summary = json.loads(r["data"]["summary.json"])
+        assert summary["spec"]["workers"] == 2
+        assert {q["worker"] for p in summary["points"] for q in p["requests"]} == {0, 1}
     assert c.events("RunStarted")
     assert c.events("RunSucceeded")
     # The measured capacity per replica is the autoscaler's now.
@@ -227,42 +243,76 @@ def test_a_bakeoff_keeps_running_restarts_fails_and_cleans_up(rig: Rig) -> None:
     assert series[("bakeoff_bakeoff_result", EXPECTED, "e2e_p90_ms")] > 0
     assert series[("bakeoff_bakeoff_last_run_failed", "", "")] == 0
 
-    # 2. A run whose pod is killed fails; the verdict of the first run stays.
+    # 2. A minute after creation the schedule starts the second run, which replaces the verdict's run.
+    start = time.perf_counter()
+    second = wait(
+        "the second scheduled run succeeded",
+        lambda: (r := c.newest_run("Succeeded")) is not None and r["name"] != first and r,
+        timeout=SCHEDULE_S + SETTLE_S,
+        report=c.report,
+    )
+    rig.took("first run folded -> second scheduled run folded", time.perf_counter() - start)
+    assert second["trigger"] == "Schedule"
+    # The runs loop, not a handler, started it: its Events are posted from the loop's thread too.
+    wait("the second run's Events", lambda: len(c.events("RunSucceeded")) >= 2, report=c.report)
+    assert any(second["name"] in e["message"] for e in c.events("RunStarted"))
+    status = c.status()
+    assert status["lastSuccessfulRun"] == second["name"]
+    assert status["recommendation"]["variant"] == EXPECTED
+    assert status["lastScheduleTime"] is not None
+    assert c.condition("Running")["reason"] in ("WaitingForSchedule", "RunStarted")
+    for name in VARIANTS:
+        measured = (c.get("modelvariant", name) or {})["status"]["measuredCapacity"]
+        assert measured["run"] == second["name"]
+
+    # Suspended, it runs on demand only; what the schedule started meanwhile finishes first.
+    rig.cluster.kubectl("patch", "bakeoffs.bakeoff.dev", BAKEOFF, "-n", ns, "--type=merge", "-p",
+                        '{"spec": {"suspend": true}}')  # fmt: skip
+    wait("suspended", lambda: c.condition("Running")["reason"] == "Suspended", report=c.report)
+    assert "nextRunTime" not in c.status()
+    before = [r["name"] for r in c.status()["lastRuns"]]
+    assert len(before) == 2
+
+    # 3. A run whose pod is killed fails; the verdict of the last good run stays.
+    status = c.status()
     verdict = {k: status[k] for k in ("results", "recommendation", "paretoFrontier", "comparisons")}
+    last_good = status["lastSuccessfulRun"]
     rig.jobs.kill_next(ns, after_s=2.0)
     start = time.perf_counter()
     rig.cluster.kubectl("annotate", "bakeoffs.bakeoff.dev", BAKEOFF, "-n", ns, "bakeoff.dev/run-now=2", "--overwrite")
-    failed = wait("the second run failed", lambda: c.newest_run("Failed"), report=c.report)
+    failed = wait("the run-now run failed", lambda: c.newest_run("Failed"), report=c.report)
     rig.took("run-now -> run failed (pod killed)", time.perf_counter() - start)
     assert failed["trigger"] == "RunNow"
     assert "the load-test pod failed" in failed["message"]
     status = c.status()
     assert {k: status[k] for k in verdict} == verdict
-    assert status["lastSuccessfulRun"] == first
+    assert status["lastSuccessfulRun"] == last_good
     complete = c.condition("Complete")
     assert (complete["status"], complete["reason"]) == ("False", "RunFailed")
-    assert f"the results are still those of run {first}" in complete["message"]
+    assert f"the results are still those of run {last_good}" in complete["message"]
     assert c.events("RunFailed")[0]["type"] == "Warning"
     wait("last_run_failed 1", lambda: metrics(rig)[("bakeoff_bakeoff_last_run_failed", "", "")] == 1)
     assert metrics(rig)[("bakeoff_bakeoff_result", EXPECTED, "recommended")] == 1
+    # The history keeps two runs: the oldest run's Job and results go.
+    assert [r["name"] for r in c.status()["lastRuns"]] == [failed["name"], before[0]]
+    wait(f"run {before[1]}'s Job and results deleted", lambda: c.gone(before[1]), report=c.report)
 
-    # 3. A third run succeeds; the history keeps two runs, and the first run's Job and results go.
+    # 4. A third run succeeds; the history keeps it and the failed run.
     start = time.perf_counter()
     rig.cluster.kubectl("annotate", "bakeoffs.bakeoff.dev", BAKEOFF, "-n", ns, "bakeoff.dev/run-now=3", "--overwrite")
-    third = wait("the third run succeeded", lambda: c.newest_run("Succeeded", after=2), report=c.report)
-    rig.took("run-now -> third run folded", time.perf_counter() - start)
-    assert third["name"] not in (first, failed["name"])
-    runs = c.status()["lastRuns"]
-    assert [r["name"] for r in runs] == [third["name"], failed["name"]]
-    wait("the first run's Job deleted", lambda: first not in {j["metadata"]["name"] for j in c.jobs()})
-    wait(
-        "the first run's results deleted",
-        lambda: not [r for r in c.results() if r["metadata"]["labels"]["bakeoff.dev/run"] == first],
+    third = wait(
+        "the third run succeeded",
+        lambda: (r := c.newest_run("Succeeded")) is not None and r["name"] not in before and r,
+        report=c.report,
     )
+    rig.took("run-now -> third run folded", time.perf_counter() - start)
+    assert third["trigger"] == "RunNow"
+    assert [r["name"] for r in c.status()["lastRuns"]] == [third["name"], failed["name"]]
+    wait(f"run {before[0]}'s Job and results deleted", lambda: c.gone(before[0]), report=c.report)
     assert c.status()["lastSuccessfulRun"] == third["name"]
     wait("last_run_failed 0", lambda: metrics(rig)[("bakeoff_bakeoff_last_run_failed", "", "")] == 0)
 
-    # 4. Deleting the BakeOff deletes its Jobs, results and run identity, and nothing else.
+    # 5. Deleting the BakeOff deletes its Jobs, results and run identity, and nothing else.
     start = time.perf_counter()
     rig.cluster.kubectl("delete", "bakeoffs.bakeoff.dev", BAKEOFF, "-n", ns)
     wait("Jobs gone", lambda: not c.jobs())

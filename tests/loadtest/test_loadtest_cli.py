@@ -7,7 +7,7 @@ import argparse
 import pytest
 from bakeoff_loadtest.cli import add_parser, build_spec
 from bakeoff_loadtest.slo import Percentile
-from bakeoff_loadtest.spec import RunSpec
+from bakeoff_loadtest.spec import RunSpec, workers_for
 from bakeoff_runtime.workloads import LoadMode
 
 
@@ -62,3 +62,27 @@ def test_no_bound_means_no_slo() -> None:
 def test_conflicting_load_flags_name_the_fix(flags: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         spec_of(*flags)
+
+
+@pytest.mark.parametrize(
+    ("streams", "per_process", "workers"),
+    [(1, 200, 0), (200, 200, 0), (201, 200, 2), (450, 200, 3), (8, 4, 2), (10**9, 1, 256)],
+)
+def test_a_load_beyond_one_process_gets_one_worker_per_process(streams: float, per_process: int, workers: int) -> None:
+    assert workers_for(streams, per_process) == workers
+
+
+def test_the_peak_streams_of_each_load_mode() -> None:
+    def spec(*flags: str) -> RunSpec:
+        parser = argparse.ArgumentParser()
+        add_parser(parser.add_subparsers())
+        return build_spec(parser.parse_args(["loadtest", "--endpoint", "http://127.0.0.1:1", "--model", "m", *flags]))
+
+    assert spec().peak_streams() == 1  # sync
+    assert spec("--mode", "concurrency-sweep", "--levels", "4,64,16").peak_streams() == 64
+    rate = spec("--mode", "rate-sweep", "--levels", "2,50", "--max-in-flight", "300")
+    assert rate.peak_streams(latency_s=4.0) == 200  # Little's law: 50/s x 4 s
+    assert rate.peak_streams(latency_s=60.0) == 300  # the harness never holds more than max_in_flight
+    assert rate.peak_streams() == 50
+    with pytest.raises(ValueError, match="at least 1"):
+        workers_for(10, 0)

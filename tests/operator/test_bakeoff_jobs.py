@@ -39,9 +39,14 @@ def start_of(**spec: Any) -> RunStart:
     return d.start
 
 
-CASES = {
+CASES: dict[str, dict[str, Any]] = {
     "one-after-another": {"annotations": {ANNOTATION_RUN_NOW: "2026-01-01"}, "slo": {"ttftMs": 500, "itlMs": 50}},
     "side-by-side": {"annotations": {ANNOTATION_RUN_NOW: "x"}, "runs": {"sideBySide": True, "deadline": "45m"}},
+    # 450 streams: more than one load process drives (STREAMS_PER_PROCESS), so a Locust master and workers.
+    "distributed": {
+        "annotations": {ANNOTATION_RUN_NOW: "y"},
+        "load": {"mode": "concurrency-sweep", "concurrencies": [50, 450], "duration": "20s"},
+    },
 }
 
 
@@ -145,6 +150,7 @@ def test_the_script_runs_bakeoff_loadtest_once_per_variant_with_its_flags(tmp_pa
         assert argv[1 : 1 + len(m.args)] == list(m.args)
         built = cli.build_spec(args)
         assert built.model_dump(exclude={"workload"}) == m.spec.model_dump(exclude={"workload"})
+        assert args.workers == m.spec.workers == (3 if case == "distributed" else 0)
         assert args.summary_configmap == f"team/{m.result}"
         assert sorted(args.summary_label) == sorted(
             [
@@ -186,3 +192,41 @@ def test_the_skipped_variant_is_not_in_the_script() -> None:
     assert "measure hybrid" not in script
     assert [m.variant for m in start.measured] == [n for n in NAMES if n != "hybrid"]
     assert shlex.split(script.splitlines()[-1]) == ["exit", "$status"]
+
+
+def test_a_load_beyond_one_process_runs_a_master_and_workers_with_resources_per_process() -> None:
+    one = start_of(**CASES["one-after-another"])
+    many = start_of(**CASES["distributed"])
+    assert [m.spec.workers for m in many.measured] == [3] * len(many.measured)  # ceil(450 / 200)
+    assert all("--workers 3" in " ".join(m.args) for m in many.measured)
+
+    def requests(start: RunStart, settings: JobSettings = SETTINGS) -> dict[str, str]:
+        pod = render_run_job(start, "bo", "team", OWNER, settings)["spec"]["template"]["spec"]
+        return dict(pod["containers"][0]["resources"]["requests"])
+
+    assert requests(one) == {"cpu": "500m", "memory": "512Mi"}
+    assert requests(many) == {"cpu": "2000m", "memory": "2048Mi"}  # the master and three workers
+    # What one process drives is the operator's setting (the chart's runs.streamsPerProcess).
+    d = plan_runs(
+        bakeoff(**CASES["distributed"]),
+        variants("hybrid"),
+        jobs=(),
+        results=(),
+        catalog=CATALOG,
+        now=T0,
+        streams_per_process=500,
+    )
+    assert d.start is not None
+    assert [m.spec.workers for m in d.start.measured] == [0] * len(d.start.measured)
+
+
+def test_the_load_test_pod_lands_where_the_chart_says() -> None:
+    settings = SETTINGS.model_copy(
+        update={"node_selector": {"pool": "cpu"}, "tolerations": ({"key": "load", "operator": "Exists"},)}
+    )
+    pod = render_run_job(start_of(**CASES["one-after-another"]), "bo", "team", OWNER, settings)["spec"]["template"]
+    assert pod["spec"]["nodeSelector"] == {"pool": "cpu"}
+    assert pod["spec"]["tolerations"] == [{"key": "load", "operator": "Exists"}]
+    plain = render_run_job(start_of(**CASES["one-after-another"]), "bo", "team", OWNER, SETTINGS)["spec"]["template"]
+    assert "nodeSelector" not in plain["spec"]
+    assert "tolerations" not in plain["spec"]

@@ -548,6 +548,9 @@ CHART_ENV = {
     "BAKEOFF_SIMULATOR_REQUESTS_GPUS": "false",
     "BAKEOFF_CPU_PER_GPU": "4",
     "BAKEOFF_MEMORY_GIB_PER_GPU": "32",
+    "BAKEOFF_LOADTEST_STREAMS_PER_PROCESS": "150",
+    "BAKEOFF_LOADTEST_NODE_SELECTOR": '{"pool": "cpu"}',
+    "BAKEOFF_LOADTEST_TOLERATIONS": '[{"key": "load", "operator": "Exists", "effect": "NoSchedule"}]',
 }
 
 
@@ -561,6 +564,10 @@ def test_operator_config_reads_the_charts_environment() -> None:
         "bakeoff:0.1.0",
     )
     assert (settings.host.cpu_per_gpu, settings.host.memory_gib_per_gpu) == (4, 32)
+    assert cfg.loadtest_streams_per_process == 150
+    jobs = cfg.job_settings()
+    assert jobs.node_selector == {"pool": "cpu"}
+    assert jobs.tolerations == ({"key": "load", "operator": "Exists", "effect": "NoSchedule"},)
     assert OperatorConfig.from_env({"BAKEOFF_METRICS_PORT": ""}) == OperatorConfig()  # empty means unset
 
 
@@ -571,8 +578,19 @@ def test_operator_config_reads_the_charts_environment() -> None:
         ("BAKEOFF_NAMESPACE", "Bakeoff_System"),
         ("BAKEOFF_PROMETHEUS_URL", "prom:9090"),
         ("BAKEOFF_DEFAULT_ENGINE", "tgi"),
+        ("BAKEOFF_LOADTEST_STREAMS_PER_PROCESS", "0"),
+        ("BAKEOFF_LOADTEST_NODE_SELECTOR", "pool=cpu"),
+        ("BAKEOFF_LOADTEST_TOLERATIONS", '{"key": "load"}'),
     ],
-    ids=["port-not-a-number", "namespace-not-a-dns-label", "prometheus-url-without-scheme", "unknown-engine"],
+    ids=[
+        "port-not-a-number",
+        "namespace-not-a-dns-label",
+        "prometheus-url-without-scheme",
+        "unknown-engine",
+        "no-streams-per-process",
+        "node-selector-not-json",
+        "tolerations-not-a-list",
+    ],
 )
 def test_operator_config_names_the_bad_variable(var: str, value: str) -> None:
     with pytest.raises(ValueError, match=f"{var}='{value}'"):

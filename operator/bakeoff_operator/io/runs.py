@@ -1,5 +1,5 @@
 """Kubernetes I/O of bake-off runs: the run Jobs and result ConfigMaps of a BakeOff, the identity its
-Jobs run as, and the measured capacity written into a ModelVariant's status.
+Jobs run as, and the Events posted on the BakeOff.
 
 Thin: list, create and delete, each request bounded by a timeout; what to create or delete is decided
 in `planning.runs` and rendered in `render.jobs`. Creation is idempotent (a name that exists is
@@ -9,7 +9,9 @@ operator never removes what it does not own.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from kubernetes import client
@@ -18,6 +20,7 @@ from bakeoff_operator.io.kube import REQUEST_TIMEOUT_S, _plain, api_client
 from bakeoff_operator.planning.runs import COMPONENT_RESULT, COMPONENT_RUN, LABEL_BAKEOFF, LABEL_COMPONENT
 
 BACKGROUND: Final = "Background"  # a Job's pods go with it
+EVENT_SOURCE: Final = "bakeoff-operator"
 
 
 def _selector(bakeoff: str, component: str) -> str:
@@ -94,3 +97,33 @@ def delete_job(namespace: str, name: str, uid: str | None) -> bool:
 def delete_result(namespace: str, name: str, uid: str | None) -> bool:
     """Delete a result ConfigMap, only if it is still the one with `uid`."""
     return _delete(client.CoreV1Api(api_client()).delete_namespaced_config_map, name, namespace, uid)
+
+
+def post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message: str, at: datetime) -> None:
+    """Post a core/v1 Event about `body` (the BakeOff) as the operator. Direct, not through kopf's poster,
+    which exists only inside kopf's handler tasks and not in the runs loop's thread."""
+    meta = body["metadata"]
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event: Any = {  # the client sends a plain dict as it is
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "reportingInstance": socket.gethostname()[:128],
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event, _request_timeout=REQUEST_TIMEOUT_S)

@@ -19,6 +19,9 @@ The rules:
   `READY_WAIT` (or half the schedule's period, if shorter) after its time; then, and at once for
   run-now, it measures the Ready ones and records the others as skipped with their Ready reason. A run
   with nothing to measure creates no Job and is recorded as `Skipped`.
+- Load. Each measured variant's load test is the BakeOff's load plan at the variant's endpoint; one
+  whose peak streams exceed what one load process drives (`streams_per_process`) runs as a Locust
+  master with `workers_for(peak)` workers.
 - Results. A Job that completed with a parseable summary for every variant it measured makes the run
   `Succeeded`: per-variant results, A/B comparisons, the Pareto frontier and the recommendation are
   recomputed from it (`bakeoff_plan.summarize`, the same as `bakeoff run`), and each variant measured
@@ -45,7 +48,7 @@ from typing import Any, Final
 from bakeoff_loadtest import verdict
 from bakeoff_loadtest.results import RunResult
 from bakeoff_loadtest.run_summary import SUMMARY_KEY, read_summary
-from bakeoff_loadtest.spec import RunSpec
+from bakeoff_loadtest.spec import STREAMS_PER_PROCESS, RunSpec, workers_for
 from bakeoff_runtime.gpus import GPUCatalog
 from bakeoff_runtime.workloads import LoadMode
 from croniter import croniter
@@ -355,10 +358,18 @@ def _clip(text: str, limit: int) -> str:
 
 
 def what_to_measure(
-    bo: BakeOff, variants: Sequence[ModelVariant], catalog: GPUCatalog
+    bo: BakeOff,
+    variants: Sequence[ModelVariant],
+    catalog: GPUCatalog,
+    *,
+    streams_per_process: int = STREAMS_PER_PROCESS,
 ) -> tuple[list[MeasuredRun], list[SkippedVariant], str | None]:
     """The chosen variants a run can measure now (Ready, with an endpoint), each with its run spec, and
-    the others with the reason; the third item says why there are none to choose at all."""
+    the others with the reason; the third item says why there are none to choose at all.
+
+    A load test whose peak streams (`LoadPlan.peak_streams`, a rate sweep's by the variant's predicted
+    latency at saturation) exceed what one process drives runs as a Locust master and `workers_for`
+    workers in the Job's pod."""
     by_name = {v.metadata.name: v for v in variants}
     replicas = {name: (mv.status.ready_replicas or 1) if mv.status else 1 for name, mv in by_name.items()}
     try:
@@ -376,6 +387,10 @@ def what_to_measure(
             assert mv.status is not None
             assert mv.status.endpoint is not None
             spec = planned.load.at(mv.status.endpoint)
+            prediction = planned.sizing.prediction
+            latency = prediction.latency_s if prediction is not None else None
+            workers = workers_for(spec.peak_streams(latency), streams_per_process)
+            spec = spec.model_copy(update={"workers": workers})
             try:
                 args = tuple(loadtest_args(spec))
             except NotExpressibleError as err:
@@ -427,10 +442,13 @@ OWNED_RUN_FIELDS: Final = ("conditions", "results", "paretoFrontier", "compariso
 class _Fold:
     """The status being built, with the Events and capacities that go with it."""
 
-    def __init__(self, bo: BakeOff, variants: Sequence[ModelVariant], catalog: GPUCatalog) -> None:
+    def __init__(
+        self, bo: BakeOff, variants: Sequence[ModelVariant], catalog: GPUCatalog, streams_per_process: int
+    ) -> None:
         self.bo = bo
         self.variants = variants
         self.catalog = catalog
+        self.streams_per_process = streams_per_process
         self.status = (bo.status or BakeOffStatus()).model_copy(deep=True)
         self.history: dict[str, RunRecord] = {r.name: r for r in self.status.last_runs}
         self.events: list[RunEvent] = []
@@ -642,7 +660,7 @@ def _listing(skipped: Sequence[SkippedVariant]) -> str:
 def _start(f: _Fold, due: _Due, now: datetime) -> tuple[_Due, RunStart | None, str | None]:
     """Start the due run (or record it Skipped), or say what it waits for; with the bookkeeping updated."""
     bo = f.bo
-    measured, skipped, problem = what_to_measure(bo, f.variants, f.catalog)
+    measured, skipped, problem = what_to_measure(bo, f.variants, f.catalog, streams_per_process=f.streams_per_process)
     if due.token is None and due.latest is not None and (problem is not None or skipped):
         period = (due.following - due.latest) / 2 if due.following is not None else READY_WAIT
         until = due.latest + min(READY_WAIT, period)
@@ -784,15 +802,17 @@ def plan_runs(
     results: Sequence[ResultState],
     catalog: GPUCatalog,
     now: datetime,
+    streams_per_process: int = STREAMS_PER_PROCESS,
 ) -> RunsDecision:
     """Adopt the bake-off's Jobs, fold finished runs into status, start a due run, bound the history.
+    `streams_per_process` is what one load process drives (above it a run's load test gets workers).
 
     Jobs and results owned by another object of the same name (a BakeOff deleted and created again
     while the garbage collector works) are neither read nor deleted."""
     uid = bo.metadata.uid
     jobs = [j for j in jobs if uid is None or j.owner_uid in (None, uid)]
     results = [r for r in results if uid is None or r.owner_uid in (None, uid)]
-    f = _Fold(bo, variants, catalog)
+    f = _Fold(bo, variants, catalog, streams_per_process)
     _fold_jobs(f, jobs, results, now)
     active = next((r for r in f.history.values() if r.outcome is RunOutcome.RUNNING), None)
     due = _due(f, jobs, active is not None, now)

@@ -9,7 +9,10 @@ The Job's one container runs a short POSIX shell script: `bakeoff loadtest` per 
 another or side by side (`spec.runs.sideBySide`), each with `--summary-configmap`, so that every load
 test hands its summary back as a ConfigMap labelled with the bake-off, the run and the variant and owned
 by the BakeOff. A load test that measured nothing still writes its summary (its error is in it) and
-does not fail the Job; one whose flags were refused (exit 2) does, and so the run fails. The Job never
+does not fail the Job; one whose flags were refused (exit 2) does, and so the run fails. A load test
+that asks for more streams than one process drives carries `--workers N` (`planning.runs`): `bakeoff
+loadtest` then runs a Locust master and N worker processes in the pod, and the pod's CPU and memory
+are requested per process. The Job never
 retries (`backoffLimit: 0`; the next scheduled run is the retry), stops at the run's deadline
 (`activeDeadlineSeconds`) and is deleted a day after it finished (`ttlSecondsAfterFinished`), or
 earlier by the operator once the run leaves the BakeOff's history.
@@ -45,7 +48,9 @@ CONTAINER: Final = "loadtest"
 RESULTS_DIR_ENV: Final = "BAKEOFF_RESULTS_DIR"
 RESULTS_DIR: Final = "/tmp/bakeoff-results"  # on the pod's emptyDir: the root filesystem is read-only
 JOB_TTL_S: Final = 86_400
-# What one running `bakeoff loadtest` needs: Locust's event loop, the per-request records of a level.
+# What one process of a running `bakeoff loadtest` needs (Locust's event loop, the per-request records of
+# a level); a load test with workers (`--workers`, more streams than one process drives) needs it per
+# process.
 MILLICPU_PER_LOAD_TEST: Final = 500
 MEMORY_MIB_PER_LOAD_TEST: Final = 512
 RUN_AS: Final = 65532  # the image's user
@@ -64,6 +69,8 @@ class JobSettings(BaseModel):
         default="bakeoff-loadtest", description="ClusterRole a run's ServiceAccount is bound to (create configmaps)."
     )
     ttl_s: int = Field(default=JOB_TTL_S, ge=0, description="ttlSecondsAfterFinished of a run's Job.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector of the run's pod.")
+    tolerations: tuple[dict[str, Any], ...] = Field(default=(), description="Tolerations of the run's pod.")
 
 
 def owner_of(bakeoff: str, uid: str) -> Owner:
@@ -129,6 +136,11 @@ def load_test_command(m: MeasuredRun, bakeoff: str, namespace: str, run: str, ow
     return words
 
 
+def load_test_processes(m: MeasuredRun) -> int:
+    """The processes of one variant's load test: one, or a Locust master and its workers."""
+    return 1 + m.spec.workers
+
+
 def run_script(start: RunStart, bakeoff: str, namespace: str, owner: Owner) -> str:
     """The shell script of the Job's container (see the module docstring)."""
     how = "side by side" if start.side_by_side else "one after another"
@@ -161,7 +173,8 @@ def render_run_job(
 ) -> dict[str, Any]:
     """The Job of one run (namespace set; the caller creates it)."""
     labels = run_labels(bakeoff, start.run)
-    at_once = len(start.measured) if start.side_by_side else 1
+    processes = [load_test_processes(m) for m in start.measured] or [1]
+    at_once = sum(processes) if start.side_by_side else max(processes)
     memory = f"{MEMORY_MIB_PER_LOAD_TEST * at_once}Mi"
     cpu = f"{MILLICPU_PER_LOAD_TEST * at_once}m"
     env = {
@@ -212,6 +225,8 @@ def render_run_job(
                     },
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                    **({"nodeSelector": _sorted(settings.node_selector)} if settings.node_selector else {}),
+                    **({"tolerations": list(settings.tolerations)} if settings.tolerations else {}),
                 },
             },
         },
