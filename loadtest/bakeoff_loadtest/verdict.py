@@ -8,8 +8,9 @@ overview dashboard's "Bake-offs" row draws) show the same figures, defined here 
   one per percentile for the latencies);
 - `VerdictRow`: what a figure is computed from, per variant: the run's chosen load point (cost, throughput,
   latency percentiles), the GPUs that served it, the most requests/s within the SLO and whether the SLO
-  held. `verdict_row` makes it from a run's `RunResult`; the operator keeps the same fields in a BakeOff's
-  `status.results`;
+  held. `verdict_row` makes it from a run's `RunResult`, for the report and for the measured fields of a
+  BakeOff's `status.results` row (the operator's `planning.bakeoff_plan.summarize`), whose gauges are the
+  figures of that row;
 - `figures`: a row, whether the variant is on the Pareto frontier and whether it is recommended, as
   numbers per `metric` label; a figure without a value (no request completed, no SLO) has none.
 """

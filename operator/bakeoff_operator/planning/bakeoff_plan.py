@@ -11,8 +11,9 @@ from collections.abc import Mapping, Sequence
 
 from bakeoff_loadtest.compare import compare_with_baseline
 from bakeoff_loadtest.pareto import FRONTIER_LATENCY, tradeoff
-from bakeoff_loadtest.results import LatencySummary, RunResult
+from bakeoff_loadtest.results import RunResult
 from bakeoff_loadtest.spec import LoadPlan, RunSpec
+from bakeoff_loadtest.verdict import verdict_row
 from bakeoff_runtime.cost import CostInputs
 from bakeoff_runtime.gpus import GPUCatalog
 from bakeoff_runtime.workloads import WORKLOADS, LengthDistribution, LengthKind, LoadMode, PredictionMode, Workload
@@ -23,7 +24,6 @@ from bakeoff_operator.api.bakeoff import (
     BakeOff,
     BakeOffStatus,
     BaselineComparison,
-    LatencyPercentiles,
     Recommendation,
     VariantResult,
 )
@@ -237,12 +237,6 @@ def loadtest_args(spec: RunSpec) -> list[str]:
 
 
 # --- results back into status -----------------------------------------------------------------------------
-def _percentiles(s: LatencySummary) -> LatencyPercentiles | None:
-    if not s.count:
-        return None
-    return LatencyPercentiles(p50=s.p50, p90=s.p90, p95=s.p95, p99=s.p99)
-
-
 def comparisons(
     plan: BakeOffPlan, variants: Sequence[ModelVariant], results: Mapping[str, RunResult]
 ) -> list[BaselineComparison]:
@@ -280,28 +274,19 @@ def summarize(
             failed = result.error or "no request completed"
         meets = result.meets_slo() if result is not None else None
         within = None if budget is None or recovery is None else 1 - recovery <= budget + 1e-12
-        max_qps = None
-        if result is not None and result.sweep is not None:
-            max_qps = result.sweep.max_qps_under_slo
-        if max_qps is None and point is not None and (meets or (result is not None and result.spec.slo is None)):
-            max_qps = point.requests_per_s
         place = tradeoff(result) if result is not None and not failed else None
+        # The measured fields as the verdict's figures (and a run's report.html) compute them.
+        measured = verdict_row(result).model_dump(exclude={"variant"}) if result is not None else {}
         rows.append(
-            VariantResult(
-                variant=run.variant,
-                gpu_class=run.sizing.gpu_class,
-                gpus=result.spec.cost.gpus * result.spec.cost.replicas if result is not None else None,
-                requests=sum(p.requests_ok for p in result.points) if result is not None else None,
-                ttft_ms=_percentiles(point.ttft_ms) if point else None,
-                itl_ms=_percentiles(point.itl_ms) if point else None,
-                e2e_ms=_percentiles(point.e2e_ms) if point else None,
-                output_tokens_per_second=point.output_tokens_per_s if point else None,
-                max_qps_under_slo=max_qps,
-                cost_per_1m_output_tokens_usd=point.usd_per_1m_output_tokens if point else None,
-                cost_per_1m_total_tokens_usd=point.usd_per_1m_total_tokens if point else None,
-                accuracy_recovery=recovery,
-                meets_slo=meets,
-                within_accuracy_budget=within,
+            VariantResult.model_validate(
+                {
+                    "variant": run.variant,
+                    "gpu_class": run.sizing.gpu_class,
+                    "requests": sum(p.requests_ok for p in result.points) if result is not None else None,
+                    **measured,
+                    "accuracy_recovery": recovery,
+                    "within_accuracy_budget": within,
+                }
             )
         )
         outcomes.append(
