@@ -309,7 +309,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("cost_per_1m_output_tokens_usd", "$/1M out"),
     ]
     if any(r.get("qps_at_slo") is not None for r in rows):
-        columns.insert(9, ("qps_at_slo", "QPS@SLO"))
+        columns.insert(columns.index(("concurrency", "batch")), ("qps_at_slo", "QPS@SLO"))
+    if any(r.get("pipeline_parallel", 1) > 1 for r in rows):
+        # A plan that spans nodes: how its GPUs split, tensor parallel in a node x pipeline stages across nodes.
+        at = columns.index(("gpus", "gpus")) + 1
+        columns[at:at] = [("tensor_parallel", "TP"), ("pipeline_parallel", "PP")]
     cells = [[h for _, h in columns]]
     for row in rows:
         cells.append([_fmt(row.get(k)) for k, _ in columns])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 from bakeoff_runtime.cli import EXIT_USAGE, add_parser, main
@@ -101,6 +102,40 @@ def test_table_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "QPS@SLO" in out
     assert "apriel-h1-h30" in out
+
+
+def _table_columns(out: str, model: str) -> dict[str, str]:
+    """The header cells of a predict table mapped to the first row of `model`, cut where the rule under the
+    header has its gaps."""
+    lines = out.splitlines()
+    spans = [(m.start(), m.end()) for m in re.finditer(r"-+", lines[1])]
+    row = next(line for line in lines[2:] if line.startswith(model))
+    return {lines[0][a:b].strip(): row[a:b].strip() for a, b in spans}
+
+
+def test_a_plan_across_nodes_prints_its_tensor_and_pipeline_parallel_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    # 405B in BF16 does not fit one node of 8 H100s: the policy runs two pipeline stages of 8.
+    args = ["--model", "llama-3.1-405b", "--format", "bf16", "--gpu", "h100", "--workload", "rag", "--mode", "sync"]
+    code, out, _ = _run(capsys, *args, "--json")
+    assert code == 0
+    row = json.loads(out)
+    assert (row["gpus"], row["tensor_parallel"], row["pipeline_parallel"]) == (16, 8, 2)
+    assert "--pipeline-parallel-size=2" in row["vllm_args"]
+    code, out, _ = _run(capsys, *args)
+    assert code == 0
+    cells = _table_columns(out, "llama-3.1-405b")
+    assert (cells["gpus"], cells["TP"], cells["PP"]) == ("16", "8", "2")
+
+
+def test_a_plan_inside_one_node_has_no_pipeline_column(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys, "--model", "llama-3.1-70b", "--format", "bf16", "--gpu", "h100", "--workload", "rag", "--json"
+    )
+    assert code == 0
+    assert {r["pipeline_parallel"] for r in json.loads(out)} == {1}
+    code, out, _ = _run(capsys, "--model", "llama-3.1-70b", "--format", "bf16", "--gpu", "h100", "--workload", "rag")
+    assert code == 0
+    assert "PP" not in _table_columns(out, "llama-3.1-70b")
 
 
 def test_price_override(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,8 @@ class Prediction(BaseModel):
     format: Format
     gpu: str
     gpus: int = Field(ge=1)
-    tensor_parallel: int = Field(ge=1)
+    tensor_parallel: int = Field(ge=1, description="GPUs per pipeline stage (inside one node).")
+    pipeline_parallel: int = Field(ge=1, description="Pipeline stages, one node each (1: the variant fits one node).")
     workload: str
     prompt_tokens: int
     output_tokens: int
@@ -68,6 +69,7 @@ def predict(
         "gpu": v.gpu.name,
         "gpus": v.num_gpus,
         "tensor_parallel": v.tensor_parallel,
+        "pipeline_parallel": v.pipeline_parallel,
         "workload": workload.name,
         "prompt_tokens": p,
         "output_tokens": o,
