@@ -56,7 +56,12 @@ def test_spec_fields(slo: dict[str, Any] | None, expected: dict[SpecField, float
     mv = model_variant(baseline="llama-bf16", **({"slo": slo} if slo else {}))
     spec = variant_spec(mv, gpu_class="h100", gpus_per_replica=2, max_num_seqs=128, hybrid=False)
     assert spec.labels == ("llama-bf16", "h100", "int4", "dense")
-    assert spec.values == {SpecField.GPUS_PER_REPLICA: 2.0, SpecField.MAX_NUM_SEQS: 128.0, **expected}
+    assert spec.values == {
+        SpecField.GPUS_PER_REPLICA: 2.0,
+        SpecField.REPLICAS: 1.0,
+        SpecField.MAX_NUM_SEQS: 128.0,
+        **expected,
+    }
 
 
 def test_a_changed_variant_leaves_no_stale_series() -> None:
@@ -84,17 +89,18 @@ AUTOSCALED = {"autoscaling": {"minReplicas": 1, "maxReplicas": 4}}
     ("mv", "expected"),
     [
         (
-            placed(model_variant("auto", slo={"ttftMs": 200, "percentile": "p99"}, **AUTOSCALED), "h100", 4),
-            (("", "h100", "int4", "dense"), {"gpus_per_replica": 4.0, "max_num_seqs": 256.0, "slo_quantile": 0.99,
-                                             "slo_ttft_seconds": 0.2}),
+            placed(model_variant("auto", slo={"ttftMs": 200, "percentile": "p99"}, replicas=3, **AUTOSCALED),
+                   "h100", 4),
+            (("", "h100", "int4", "dense"), {"gpus_per_replica": 4.0, "replicas": 3.0, "max_num_seqs": 256.0,
+                                             "slo_quantile": 0.99, "slo_ttft_seconds": 0.2}),
         ),
         (
-            placed(model_variant("fixed", baseline="auto", serving={"maxNumSeqs": 64}), "l40s", 1),
-            (("auto", "l40s", "int4", "dense"), {"gpus_per_replica": 1.0, "max_num_seqs": 64.0}),
+            placed(model_variant("fixed", baseline="auto", serving={"maxNumSeqs": 64}, replicas=2), "l40s", 1),
+            (("auto", "l40s", "int4", "dense"), {"gpus_per_replica": 1.0, "replicas": 2.0, "max_num_seqs": 64.0}),
         ),
         (
             placed(model_variant("hybrid", architecture={"catalog": "apriel-h1-h25"}), "h100", 1),
-            (("", "h100", "int4", "hybrid"), {"gpus_per_replica": 1.0, "max_num_seqs": 256.0}),
+            (("", "h100", "int4", "hybrid"), {"gpus_per_replica": 1.0, "replicas": 1.0, "max_num_seqs": 256.0}),
         ),
         (model_variant("unplaced"), None),
         (placed(model_variant("no-tp", **AUTOSCALED)).model_copy(
@@ -138,8 +144,10 @@ def test_the_autoscaler_exports_the_spec_of_every_deployed_variant_and_removes_i
     fields = {(dict(k)["variant"], dict(k)["field"]): v for k, v in spec_samples(metrics).items()}
     assert fields == {
         ("auto", "gpus_per_replica"): 2.0,
+        ("auto", "replicas"): 1.0,
         ("auto", "max_num_seqs"): 256.0,
         ("fixed", "gpus_per_replica"): 1.0,
+        ("fixed", "replicas"): 1.0,
         ("fixed", "max_num_seqs"): 256.0,
         ("fixed", "slo_quantile"): 0.9,
         ("fixed", "slo_e2e_seconds"): 30.0,

@@ -55,8 +55,9 @@ class OperatorMetrics:
         self.leader = Gauge("bakeoff_autoscaler_leader", "1 while this operator replica acts.", registry=r)
         self.variant_spec = Gauge(
             "bakeoff_variant_spec",
-            "What the variant is, for rules and dashboards, one series per field: gpus_per_replica, max_num_seqs, "
-            "slo_quantile, slo_ttft_seconds, slo_itl_seconds, slo_e2e_seconds (bakeoff_operator.observability.spec).",
+            "What the variant is, for rules and dashboards, one series per field: gpus_per_replica, replicas, "
+            "max_num_seqs, slo_quantile, slo_ttft_seconds, slo_itl_seconds, slo_e2e_seconds "
+            "(bakeoff_operator.observability.spec).",
             (*VARIANT, "baseline", "gpu_class", "format", "architecture", "field"),
             registry=r,
         )

@@ -424,7 +424,8 @@ def overview() -> model.Dashboard:
         .with_panel(
             _series(
                 "Replicas",
-                "Replicas of each variant: those Prometheus scrapes, or the autoscaler's count when that is higher.",
+                "Replicas of each variant: those Prometheus scrapes, or those it asks for (the autoscaler's count, "
+                "else its spec.replicas) when that is higher.",
                 NUMBER,
                 [query(f"{r.REPLICAS}{{{VARIANTS}}}")],
                 span=8,

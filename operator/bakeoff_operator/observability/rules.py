@@ -8,8 +8,9 @@ playground's scrape configuration) labels its replicas, and as the operator labe
 Recorded series follow Prometheus's `level:metric:operations` naming. What they compute:
 
 - token rates (output, prompt, total) and requests/s, over `RATE_WINDOW`;
-- replicas: those Prometheus scrapes, or the autoscaler's desired count when that is higher
-  (a replica loading its weights already holds its GPUs);
+- replicas: those Prometheus scrapes, or the replicas the variant asks for when that is higher (the
+  autoscaler's desired count, or the variant's `spec.replicas` from `bakeoff_variant_spec`, autoscaled or
+  not: a replica loading its weights already holds its GPUs);
 - GPUs: replicas x `bakeoff_variant_spec{field="gpus_per_replica"}`, with its `gpu_class`;
 - cost per 1M output (and total) tokens: GPUs x `bakeoff_gpu_price_per_hour_usd` of the class / tokens
   per hour x 1e6, the formula of `bakeoff_runtime.cost` with live inputs; no series while a variant
@@ -248,6 +249,12 @@ def _alert(
     )
 
 
+# The replicas a variant asks for: the autoscaler's count where it acts, its spec.replicas in any case.
+WANTED_REPLICAS: Final = (
+    f'max by ({BY}) ({DESIRED_REPLICAS} or on ({BY}) {SPEC_METRIC}{{field="{SpecField.REPLICAS.value}"}})'
+)
+
+
 # --- throughput and cost --------------------------------------------------------------------------------
 def cost_per_1m_tokens(gpu_cost_per_hour: str, tokens_per_second: str) -> str:
     """USD per 1M tokens of a variant: USD per hour / tokens per hour x 1e6, `bakeoff_runtime.cost`'s formula
@@ -264,14 +271,14 @@ def _cost_rules() -> Iterator[RecordingRule]:
     yield RecordingRule(record=REQUESTS_RATE, expr=f"sum by ({BY}) (rate({VLLM_REQUEST_SUCCESS}[{w}]))")
     # One replica is one scrape target, however many engines it runs.
     yield RecordingRule(record=REPLICAS_SCRAPED, expr=f"count by ({BY}) (count by ({BY}, instance) ({VLLM_RUNNING}))")
-    # The larger of what Prometheus scrapes and what the autoscaler gave the variant: a replica that is
-    # still loading its weights holds its GPUs before it exports anything.
+    # The larger of what Prometheus scrapes and what the variant asks for (the autoscaler's count, or its
+    # spec.replicas): a replica that is still loading its weights holds its GPUs before it exports anything.
     yield RecordingRule(
         record=REPLICAS,
         expr=f"""max by ({BY}) (
     label_replace({REPLICAS_SCRAPED}, "source", "scraped", "", "")
   or
-    label_replace(max by ({BY}) ({DESIRED_REPLICAS}), "source", "desired", "", "")
+    label_replace({WANTED_REPLICAS}, "source", "wanted", "", "")
 )""",
     )
     yield RecordingRule(
@@ -454,16 +461,15 @@ def _alert_rules() -> Iterator[AlertingRule]:
     )
     yield _alert(
         "BakeoffVariantMetricsMissing",
-        f"""max by ({BY}) ({DESIRED_REPLICAS}) > 0
+        f"""{WANTED_REPLICAS} > 0
 unless on ({BY})
 count by ({BY}) ({VLLM_RUNNING})""",
         for_=METRICS_MISSING_FOR,
         severity="warning",
         summary="{{ $labels.namespace }}/{{ $labels.variant }} serves without vLLM metrics in Prometheus",
-        description=f"The autoscaler wants {{{{ $value }}}} replicas of {{{{ $labels.variant }}}}, but Prometheus "
-        f"has had no {VLLM_RUNNING} series for it for {METRICS_MISSING_FOR}: its PodMonitor or scrape "
-        "configuration does not reach the replicas. The autoscaler holds its replicas and cost per 1M tokens is "
-        "not computed.",
+        description=f"{{{{ $labels.variant }}}} asks for {{{{ $value }}}} replicas, but Prometheus has had no "
+        f"{VLLM_RUNNING} series for it for {METRICS_MISSING_FOR}: its PodMonitor or scrape configuration does "
+        "not reach the replicas. An autoscaler holds its replicas, and cost per 1M tokens is not computed.",
     )
 
 

@@ -1,7 +1,8 @@
 """`bakeoff_variant_spec`: what the operator says of one variant so that PromQL can price and judge it. Pure.
 
 vLLM's metrics say how busy a replica is, not what it costs or what it promised. The cost per 1M
-tokens needs the GPUs one replica holds and its GPU class (whose price is
+tokens needs the GPUs one replica holds, the replicas the variant asks for (`spec.replicas`, which the
+autoscaler writes for an autoscaled one) and its GPU class (whose price is
 `bakeoff_gpu_price_per_hour_usd{gpu_class}`); the hybrids' saturation needs the engine's sequence
 limit; the SLO alerts need the variant's SLO. The operator exports them as one gauge family, one
 series per `field`, each labelled with the variant's baseline, GPU class, format and architecture:
@@ -30,6 +31,7 @@ class SpecField(StrEnum):
     """The `field` label of `bakeoff_variant_spec`."""
 
     GPUS_PER_REPLICA = "gpus_per_replica"
+    REPLICAS = "replicas"
     MAX_NUM_SEQS = "max_num_seqs"
     SLO_QUANTILE = "slo_quantile"
     SLO_TTFT_SECONDS = "slo_ttft_seconds"
@@ -89,6 +91,7 @@ def variant_spec(
         architecture="hybrid" if hybrid else "dense",
         values={
             SpecField.GPUS_PER_REPLICA: float(gpus_per_replica),
+            SpecField.REPLICAS: float(mv.spec.desired_replicas),
             SpecField.MAX_NUM_SEQS: float(max_num_seqs),
             **slo_fields(mv.spec.slo),
         },
