@@ -1,7 +1,7 @@
 """Observability tests: pure ones (the generated rules and dashboards, the metric names they rely on),
-`prometheus` ones (promtool and a real Prometheus scraping the simulator, from hack/build-prometheus.sh)
-and `helm` ones (what the chart ships). Without the binaries they fail under CI=true and are skipped
-elsewhere."""
+`prometheus` ones (promtool and a real Prometheus scraping the simulator, from hack/build-prometheus.sh),
+`helm` ones (what the chart ships) and `cluster` ones (the autoscaler's round against the API server).
+Without the binaries they fail under CI=true and are skipped elsewhere."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import helm_binary, unavailable
+from tests.support.fixtures import control_plane, control_plane_binaries, helm_binary, unavailable
 from tests.support.prometheus import find_prometheus
 
-__all__ = ["helm_binary", "promtool"]
+__all__ = ["control_plane", "control_plane_binaries", "helm_binary", "promtool"]
 
 
 @pytest.fixture(scope="session")
