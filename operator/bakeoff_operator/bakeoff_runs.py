@@ -86,18 +86,25 @@ def variants_of(namespace: str) -> list[ModelVariant]:
 
 
 def start_run(decision: runs.RunsDecision, bo: BakeOff, config: OperatorConfig, logger: Logger) -> str | None:
-    """Create the run's identity and Job; the API server's refusal, if it refuses."""
+    """Create the run's identity and Job; why not, if its results claim is missing or the API server
+    refuses."""
     start = decision.start
     assert start is not None
     namespace, name, uid = bo.metadata.namespace or "", bo.metadata.name, str(bo.metadata.uid)
     owner = owner_of(name, uid)
     settings = config.job_settings()
     try:
+        claim = start.results_claim
+        if claim is not None and not run_io.claim_exists(namespace, claim):
+            return (
+                f"spec.runs.resultsClaim: PersistentVolumeClaim {claim} does not exist in namespace {namespace}; "
+                "create it or remove spec.runs.resultsClaim"
+            )
         run_io.ensure_identity(namespace, render_identity(name, owner, settings))
         created = run_io.create_job(render_run_job(start, name, namespace, owner, settings))
     except ApiException as err:
         if err.status in (400, 403, 404, 422):
-            return f"{err.status} {api_message(err)}"
+            return f"the API server refused it: {err.status} {api_message(err)}"
         raise
     logger.info(f"bakeoffs {namespace}/{name}: run {start.run} {'started' if created else 'adopted'}")
     return None

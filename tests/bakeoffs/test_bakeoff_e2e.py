@@ -323,3 +323,72 @@ def test_a_bakeoff_keeps_running_restarts_fails_and_cleans_up(rig: Rig) -> None:
     assert all(c.get("modelvariant", n) is not None for n in VARIANTS)
     wait("its series gone from /metrics", lambda: not metrics(rig))
     rig.cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+CLAIM = "bakeoff-results"
+
+
+def claim_objects(ns: str) -> list[dict[str, Any]]:
+    """A PersistentVolume and the claim bound to it (no provisioner: kube-controller-manager's binder)."""
+    pv_name = f"{ns}-{CLAIM}"
+    common = {"accessModes": ["ReadWriteOnce"], "storageClassName": ""}
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": pv_name},
+            "spec": {
+                **common,
+                "capacity": {"storage": "1Gi"},
+                "hostPath": {"path": f"/var/lib/bakeoff/{pv_name}"},
+                "claimRef": {"namespace": ns, "name": CLAIM},
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": CLAIM, "namespace": ns},
+            "spec": {**common, "volumeName": pv_name, "resources": {"requests": {"storage": "1Gi"}}},
+        },
+    ]
+
+
+def test_a_run_keeps_its_full_results_on_the_claim_it_names(rig: Rig) -> None:
+    ns = rig.namespace("claims")
+    c = Cluster(rig, ns)
+    variant = "teacher-bf16"
+    rig.apply([variant_body(variant)], ns)
+    wait(f"{variant} serving locally", serving(rig, ns, variant), report=c.report)
+    wait(f"{variant} Ready", ready(c, variant), report=c.report)
+    body = bakeoff_body()
+    del body["spec"]["schedule"]
+    body["spec"]["variants"] = [variant]
+    body["spec"]["runs"] = {"resultsClaim": CLAIM}
+
+    # Without the claim the run fails at once, saying which field names what is missing; no Job is made.
+    rig.apply([body], ns)
+    failed = wait("the run without its claim failed", lambda: c.newest_run("Failed"), report=c.report)
+    assert (
+        f"spec.runs.resultsClaim: PersistentVolumeClaim {CLAIM} does not exist in namespace {ns}" in (failed["message"])
+    )
+    assert not c.jobs()
+
+    # With the claim bound, the run's pod mounts it and each load test writes its full results there.
+    for obj in claim_objects(ns):
+        rig.cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    wait("the claim bound", lambda: (c.get("pvc", CLAIM) or {}).get("status", {}).get("phase") == "Bound")
+    rig.cluster.kubectl("annotate", "bakeoffs.bakeoff.dev", BAKEOFF, "-n", ns, "bakeoff.dev/run-now=1", "--overwrite")
+    done = wait("the run with its claim succeeded", lambda: c.newest_run("Succeeded"), report=c.report)
+    run = done["name"]
+    assert done["resultsLocation"] == f"pvc://{CLAIM}/{BAKEOFF}/{run}"
+    [job] = c.jobs()
+    volumes = job["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "results", "persistentVolumeClaim": {"claimName": CLAIM}} in volumes
+    folder = rig.jobs.claim_dir(ns, CLAIM) / BAKEOFF / run / variant
+    [results_file] = [p for p in folder.glob("*.json")]
+    kept = json.loads(results_file.read_text())
+    requests = sum(len(p["requests"]) for p in kept["points"])
+    [row] = c.status()["results"]
+    assert requests == row["requests"] > 0, "every request is kept, not a thinned summary"
+    assert (folder / "report.html").is_file()
+    rig.cluster.kubectl("delete", "namespace", ns, "--wait=false")

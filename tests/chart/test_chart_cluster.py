@@ -131,6 +131,7 @@ CAN: list[tuple[str, str, str]] = [
     ("delete", "configmaps", "-n=default"),
     ("create", "serviceaccounts", "-n=default"),
     ("create", "rolebindings.rbac.authorization.k8s.io", "-n=default"),
+    ("get", "persistentvolumeclaims", "-n=default"),
 ]
 CANNOT: list[tuple[str, str, str]] = [
     ("get", "secrets", "-n=default"),
@@ -141,6 +142,7 @@ CANNOT: list[tuple[str, str, str]] = [
     ("get", "configmaps", "-n=default"),
     ("update", "configmaps", "-n=default"),
     ("delete", "serviceaccounts", "-n=default"),
+    ("list", "persistentvolumeclaims", "-n=default"),
     ("create", "roles.rbac.authorization.k8s.io", "-n=default"),
     ("bind", "clusterroles.rbac.authorization.k8s.io/cluster-admin", "-n=default"),
     ("bind", f"clusterroles.rbac.authorization.k8s.io/{RELEASE}-loadtest", "-n=default"),

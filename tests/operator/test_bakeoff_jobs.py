@@ -47,6 +47,8 @@ CASES: dict[str, dict[str, Any]] = {
         "annotations": {ANNOTATION_RUN_NOW: "y"},
         "load": {"mode": "concurrency-sweep", "concurrencies": [50, 450], "duration": "20s"},
     },
+    # The full per-request results and the report go to a PersistentVolumeClaim.
+    "keeps-results": {"annotations": {ANNOTATION_RUN_NOW: "z"}, "runs": {"resultsClaim": "bakeoff-results"}},
 }
 
 
@@ -96,6 +98,23 @@ def test_the_run_job_matches_its_golden(case: str) -> None:
         start.skipped,
         "uid-bo",
     )
+    assert seen.results_location == start.results_location
+
+
+def test_a_run_that_keeps_its_results_mounts_its_claim_and_says_where_they_are() -> None:
+    start = start_of(**CASES["keeps-results"])
+    assert start.results_location == f"pvc://bakeoff-results/bo/{start.run}"
+    pod = render_run_job(start, "bo", "team", OWNER, SETTINGS)["spec"]["template"]["spec"]
+    assert {"name": "results", "persistentVolumeClaim": {"claimName": "bakeoff-results"}} in pod["volumes"]
+    [container] = pod["containers"]
+    assert {"mountPath": "/results", "name": "results"} in container["volumeMounts"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env[RESULTS_DIR_ENV] == f"/results/bo/{start.run}"
+    assert pod["securityContext"]["fsGroup"] == 65532
+    d = plan_runs(bakeoff(**CASES["keeps-results"]), variants("hybrid"), jobs=(), results=(), catalog=CATALOG, now=T0)
+    assert d.status.last_runs[0].results_location == start.results_location
+    plain = render_run_job(start_of(**CASES["one-after-another"]), "bo", "team", OWNER, SETTINGS)
+    assert "fsGroup" not in plain["spec"]["template"]["spec"]["securityContext"]
 
 
 FAKE_BAKEOFF = """#!/bin/sh
@@ -163,7 +182,7 @@ def test_the_script_runs_bakeoff_loadtest_once_per_variant_with_its_flags(tmp_pa
         )
         assert args.summary_owner == "apiVersion=bakeoff.dev/v1alpha1,kind=BakeOff,name=bo,uid=uid-bo"
         assert args.out == tmp_path / "res" / m.variant
-        assert args.no_report
+        assert args.no_report == (case != "keeps-results")
     if not start.side_by_side:
         assert [parse_loadtest(c).variant for c in calls] == [m.variant for m in start.measured]
 

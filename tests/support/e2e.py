@@ -64,7 +64,9 @@ E2E_TOOLS = ("kube-scheduler", "kwok", "kserve-manager")
 # nodelifecycle removes the `node.kubernetes.io/not-ready` taint that the API server puts on every
 # new Node; without it no Pod is ever scheduled. Add "horizontalpodautoscaling" for tests that
 # need KServe's default `hpa` autoscaler class to raise a Deployment to minReplicas.
-E2E_CONTROLLERS = (*DEFAULT_CONTROLLERS, "nodelifecycle")
+# persistentvolume-binder: a PersistentVolumeClaim binds to a PersistentVolume a test creates, so that
+# kube-scheduler places pods that mount one (bake-off runs that keep their full results).
+E2E_CONTROLLERS = (*DEFAULT_CONTROLLERS, "nodelifecycle", "persistentvolume-binder")
 
 KSERVE_NAMESPACE = "kserve"
 KSERVE_CONFIGMAP = "inferenceservice-config"

@@ -8,8 +8,10 @@ completing them. For every such pod on a kwok node, `JobRunner`:
    process, with the container's environment and these local stand-ins: `PATH` led by this
    environment's `bakeoff`; the credentials of the pod's ServiceAccount as a kubeconfig (`KUBECONFIG`,
    with a TokenRequest token, so every request is authorized by RBAC as the pod's would be); the pod's
-   `/tmp` volume as a folder of its own; and every variant's in-cluster endpoint (its ModelVariant's
-   `status.endpoint`) rewritten to the local URL `endpoint_of(namespace, variant)` gives;
+   `/tmp` volume as a folder of its own, a PersistentVolumeClaim it mounts as the claim's folder
+   (`claim_dir`; environment values under the mount path point there); and every variant's
+   in-cluster endpoint (its ModelVariant's `status.endpoint`) rewritten to the local URL
+   `endpoint_of(namespace, variant)` gives;
 2. when the process exits, writes the pod's status as a kubelet would: phase Succeeded or Failed,
    the container terminated with the process's exit status (137 and `OOMKilled` for a process killed
    by `kill_next`), so that the Job completes or fails;
@@ -224,6 +226,10 @@ class JobRunner:
             self._kubeconfigs[key] = self.cluster.service_account_kubeconfig(namespace, account, create=False)
         return self._kubeconfigs[key]
 
+    def claim_dir(self, namespace: str, claim: str) -> Path:
+        """The local folder standing in for a PersistentVolumeClaim's volume."""
+        return self.workdir / "claims" / namespace / claim
+
     def _endpoints(self, namespace: str) -> dict[str, str]:
         """In-cluster endpoint -> local URL, for every ModelVariant of `namespace` that has one."""
         _, custom = self._api()
@@ -245,8 +251,19 @@ class JobRunner:
         for endpoint, local in sorted(self._endpoints(namespace).items(), key=lambda kv: -len(kv[0])):
             command = [part.replace(endpoint, local) for part in command]
         env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or []}
-        # The pod's emptyDir at /tmp is a folder of its own here.
-        env = {k: str(scratch) + v.removeprefix("/tmp") if v.startswith("/tmp") else v for k, v in env.items()}
+        # The pod's emptyDir at /tmp is a folder of its own here; a PersistentVolumeClaim it mounts is the
+        # claim's folder (`claim_dir`), shared by every pod that mounts it.
+        mounts: dict[str, Path] = {"/tmp": scratch}
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec.get("volumes") or []
+                  if v.get("persistentVolumeClaim")}  # fmt: skip
+        for mount in container.get("volumeMounts") or []:
+            if mount["name"] in claims:
+                mounts[mount["mountPath"].rstrip("/")] = self.claim_dir(namespace, claims[mount["name"]])
+        for path, folder in mounts.items():
+            local = str(folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            env = {k: local + v.removeprefix(path) if v == path or v.startswith(path + "/") else v
+                   for k, v in env.items()}  # fmt: skip
         env.update(
             {
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

@@ -266,6 +266,14 @@ class RunPolicy(ApiModel):
         description="Longest a run may take; it is then stopped and marked failed (the Job's "
         "activeDeadlineSeconds). Default: twice the planned load time plus 5 minutes.",
     )
+    results_claim: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="PersistentVolumeClaim in the BakeOff's namespace that each run writes its full per-request "
+        "results to (`<bakeoff>/<run>/<variant>/`: results JSON with every request and the report). Without it "
+        "only each variant's summary comes back (a ConfigMap per run and variant).",
+    )
     history_limit: int = Field(
         default=DEFAULT_HISTORY_LIMIT,
         ge=1,
@@ -440,6 +448,11 @@ class RunRecord(ApiModel):
     )
     skipped: list[SkippedVariant] = Field(
         default_factory=list, max_length=MAX_VARIANTS, description="Variants it did not measure, with the reason."
+    )
+    results_location: str | None = Field(
+        default=None,
+        max_length=253 + 2 * MAX_NAME + 8,
+        description="Where its full per-request results are: pvc://<claim>/<bakeoff>/<run> (spec.runs.resultsClaim).",
     )
 
 

@@ -127,3 +127,16 @@ def post_event(body: Mapping[str, Any], *, warning: bool, reason: str, message: 
         "count": 1,
     }
     client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], event, _request_timeout=REQUEST_TIMEOUT_S)
+
+
+def claim_exists(namespace: str, name: str) -> bool:
+    """Whether the PersistentVolumeClaim a run keeps its full results on exists."""
+    try:
+        client.CoreV1Api(api_client()).read_namespaced_persistent_volume_claim(
+            name, namespace, _request_timeout=REQUEST_TIMEOUT_S
+        )
+    except client.ApiException as err:
+        if err.status == 404:
+            return False
+        raise
+    return True

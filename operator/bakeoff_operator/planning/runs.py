@@ -92,6 +92,7 @@ ANNOTATION_TRIGGER: Final = "bakeoff.dev/trigger"
 ANNOTATION_SCHEDULED_TIME: Final = "bakeoff.dev/scheduled-time"
 ANNOTATION_VARIANTS: Final = "bakeoff.dev/variants"
 ANNOTATION_SKIPPED: Final = "bakeoff.dev/skipped"
+ANNOTATION_RESULTS: Final = "bakeoff.dev/results"
 
 READY_WAIT: Final = timedelta(minutes=10)
 # Planned time of one load level beyond its duration (in-flight requests draining, the process starting),
@@ -139,6 +140,7 @@ class JobState(BaseModel):
     outcome: RunOutcome = RunOutcome.RUNNING
     message: str = ""
     deadline_s: int | None = None
+    results_location: str | None = None
 
 
 class ResultState(BaseModel):
@@ -216,6 +218,7 @@ def job_state(job: Mapping[str, Any]) -> JobState | None:
         outcome=outcome,
         message=message,
         deadline_s=deadline if isinstance(deadline, int) else None,
+        results_location=notes.get(ANNOTATION_RESULTS) or None,
     )
 
 
@@ -306,6 +309,13 @@ class RunStart(BaseModel):
     deadline_s: int
     measured: tuple[MeasuredRun, ...]
     skipped: tuple[SkippedVariant, ...] = ()
+    results_claim: str | None = Field(default=None, description="PVC the full results go to (spec.runs.resultsClaim).")
+    results_path: str = Field(default="", description="The run's folder on that claim: <bakeoff>/<run>.")
+
+    @property
+    def results_location(self) -> str | None:
+        """pvc://<claim>/<bakeoff>/<run>, when the run keeps its full results."""
+        return f"pvc://{self.results_claim}/{self.results_path}" if self.results_claim else None
 
     def annotations(self) -> dict[str, str]:
         """What the Job records of its run (read back by `job_state`)."""
@@ -318,6 +328,8 @@ class RunStart(BaseModel):
             out[ANNOTATION_SCHEDULED_TIME] = _utc(self.scheduled_time).strftime("%Y-%m-%dT%H:%M:%SZ")
         if self.run_now is not None:
             out[ANNOTATION_RUN_NOW] = self.run_now
+        if self.results_location is not None:
+            out[ANNOTATION_RESULTS] = self.results_location
         return out
 
 
@@ -573,12 +585,13 @@ def _record_of(job: JobState) -> RunRecord:
         job=job.name,
         variants=list(job.variants),
         skipped=list(job.skipped),
+        results_location=job.results_location,
     )
 
 
 def _job_failure(job: JobState) -> str:
     if job.message.startswith(JOB_NOT_CREATED):
-        return f"the API server refused its Job: {job.message.removeprefix(JOB_NOT_CREATED + ': ')}"
+        return f"its Job was not created: {job.message.removeprefix(JOB_NOT_CREATED + ': ')}"
     if job.message.startswith("DeadlineExceeded"):
         limit = f" of {job.deadline_s} s" if job.deadline_s else ""
         return f"the run took longer than its deadline{limit} (Job {job.name}: {job.message})"
@@ -703,6 +716,8 @@ def _start(f: _Fold, due: _Due, now: datetime) -> tuple[_Due, RunStart | None, s
         deadline_s=deadline_seconds(bo, named),
         measured=tuple(named),
         skipped=tuple(skipped),
+        results_claim=bo.spec.runs.results_claim,
+        results_path=f"{bo.metadata.name}/{name}" if bo.spec.runs.results_claim else "",
     )
     f.record(
         RunRecord(
@@ -713,6 +728,7 @@ def _start(f: _Fold, due: _Due, now: datetime) -> tuple[_Due, RunStart | None, s
             job=name,
             variants=[m.variant for m in named],
             skipped=skipped,
+            results_location=start.results_location,
         )
     )
     how = "side by side" if start.side_by_side else "one after another"

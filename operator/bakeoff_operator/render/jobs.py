@@ -12,7 +12,9 @@ by the BakeOff. A load test that measured nothing still writes its summary (its 
 does not fail the Job; one whose flags were refused (exit 2) does, and so the run fails. A load test
 that asks for more streams than one process drives carries `--workers N` (`planning.runs`): `bakeoff
 loadtest` then runs a Locust master and N worker processes in the pod, and the pod's CPU and memory
-are requested per process. The Job never
+are requested per process. With `spec.runs.resultsClaim` the pod mounts that PersistentVolumeClaim
+and each load test writes its full results and report under `<bakeoff>/<run>/<variant>/` there;
+without it they stay on the pod's emptyDir. The Job never
 retries (`backoffLimit: 0`; the next scheduled run is the retry), stops at the run's deadline
 (`activeDeadlineSeconds`) and is deleted a day after it finished (`ttlSecondsAfterFinished`), or
 earlier by the operator once the run leaves the BakeOff's history.
@@ -47,6 +49,7 @@ JOB_API: Final = "batch/v1"
 CONTAINER: Final = "loadtest"
 RESULTS_DIR_ENV: Final = "BAKEOFF_RESULTS_DIR"
 RESULTS_DIR: Final = "/tmp/bakeoff-results"  # on the pod's emptyDir: the root filesystem is read-only
+RESULTS_MOUNT: Final = "/results"  # spec.runs.resultsClaim, when the full results are kept
 JOB_TTL_S: Final = 86_400
 # What one process of a running `bakeoff loadtest` needs (Locust's event loop, the per-request records of
 # a level); a load test with workers (`--workers`, more streams than one process drives) needs it per
@@ -116,9 +119,12 @@ def render_identity(bakeoff: str, owner: Owner, settings: JobSettings) -> list[d
     ]
 
 
-def load_test_command(m: MeasuredRun, bakeoff: str, namespace: str, run: str, owner: Owner) -> list[str]:
+def load_test_command(
+    m: MeasuredRun, bakeoff: str, namespace: str, run: str, owner: Owner, *, report: bool = False
+) -> list[str]:
     """`bakeoff loadtest` for one variant as shell words, a flag and its value per item: its flags, where
-    its results go (under the results folder the environment names) and its summary ConfigMap."""
+    its results go (under the results folder the environment names; with its report when they are kept)
+    and its summary ConfigMap."""
     labels = sorted(result_labels(bakeoff, run, m.variant).items())
     summary = [
         ("--summary-configmap", f"{namespace}/{m.result}"),
@@ -131,7 +137,7 @@ def load_test_command(m: MeasuredRun, bakeoff: str, namespace: str, run: str, ow
         flag = args.pop(0)
         value = args.pop(0) if args and not args[0].startswith("--") else None
         words.append(flag if value is None else f"{flag} {shlex.quote(value)}")
-    words += [f'--out "${RESULTS_DIR_ENV}"/{shlex.quote(m.variant)}', "--no-report"]
+    words += [f'--out "${RESULTS_DIR_ENV}"/{shlex.quote(m.variant)}', *([] if report else ["--no-report"])]
     words += [f"{flag} {shlex.quote(value)}" for flag, value in summary]
     return words
 
@@ -154,7 +160,7 @@ def run_script(start: RunStart, bakeoff: str, namespace: str, owner: Owner) -> s
         "}",
     ]
     for m in start.measured:
-        words = load_test_command(m, bakeoff, namespace, start.run, owner)
+        words = load_test_command(m, bakeoff, namespace, start.run, owner, report=start.results_claim is not None)
         head = f"( measure {shlex.quote(m.variant)}" if start.side_by_side else f"measure {shlex.quote(m.variant)}"
         body = " \\\n    ".join([f"{head} {words[0]}", *words[1:]])
         lines.append(body + ('; exit "$status" ) & pids="$pids $!"' if start.side_by_side else ""))
@@ -177,12 +183,25 @@ def render_run_job(
     at_once = sum(processes) if start.side_by_side else max(processes)
     memory = f"{MEMORY_MIB_PER_LOAD_TEST * at_once}Mi"
     cpu = f"{MILLICPU_PER_LOAD_TEST * at_once}m"
+    kept = start.results_claim is not None
     env = {
         "HOME": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
-        RESULTS_DIR_ENV: RESULTS_DIR,
+        RESULTS_DIR_ENV: f"{RESULTS_MOUNT}/{start.results_path}" if kept else RESULTS_DIR,
     }
+    mounts = [{"mountPath": "/tmp", "name": "tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    pod_security: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if kept:
+        mounts.append({"mountPath": RESULTS_MOUNT, "name": "results"})
+        volumes.append({"name": "results", "persistentVolumeClaim": {"claimName": start.results_claim}})
+        pod_security["fsGroup"] = RUN_AS  # the claim's files are the image user's to write
     container = {
         "name": CONTAINER,
         "image": settings.image,
@@ -194,7 +213,7 @@ def render_run_job(
             "capabilities": {"drop": ["ALL"]},
             "readOnlyRootFilesystem": True,
         },
-        "volumeMounts": [{"mountPath": "/tmp", "name": "tmp"}],
+        "volumeMounts": mounts,
     }
     return {
         "apiVersion": JOB_API,
@@ -217,14 +236,9 @@ def render_run_job(
                     "automountServiceAccountToken": True,
                     "enableServiceLinks": False,
                     "restartPolicy": "Never",
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security,
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                    "volumes": volumes,
                     **({"nodeSelector": _sorted(settings.node_selector)} if settings.node_selector else {}),
                     **({"tolerations": list(settings.tolerations)} if settings.tolerations else {}),
                 },
