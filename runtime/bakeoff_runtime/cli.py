@@ -33,7 +33,13 @@ from bakeoff_runtime.formats import ExecutionMode, Format, KVCacheDtype, resolve
 from bakeoff_runtime.gpus import GPUSpec, UnknownGPUClassError, default_catalog
 from bakeoff_runtime.memory import plan_memory
 from bakeoff_runtime.perf import PerformanceModel, Prediction
-from bakeoff_runtime.placement import default_max_model_len, default_max_num_batched_tokens, place
+from bakeoff_runtime.placement import (
+    default_max_model_len,
+    default_max_num_batched_tokens,
+    node_tensor_parallel,
+    place,
+    split_across_nodes,
+)
 from bakeoff_runtime.variant import Variant, make_variant, valid_tensor_parallel_sizes
 from bakeoff_runtime.vllm_args import vllm_args
 from bakeoff_runtime.workloads import WORKLOADS, UnknownWorkloadError, Workload
@@ -199,15 +205,29 @@ def _variant(
         "gpu_memory_utilization": args.gpu_memory_utilization,
         "kv_cache_dtype": KVCacheDtype(args.kv_cache_dtype),
     }
-    if args.gpus is not None and args.gpus not in valid_tensor_parallel_sizes(arch):
-        sizes = ", ".join(str(t) for t in valid_tensor_parallel_sizes(arch))
-        raise PredictUsageError(f"--gpus {args.gpus} is not a valid tensor-parallel size for {arch.name}: {sizes}")
     try:
-        placement = place(make_variant(arch, fmt, gpu, 1, **knobs), args.gpus)
+        base = make_variant(arch, fmt, gpu, 1, **knobs)
+    except ValidationError as err:
+        raise PredictUsageError(explain_flags(err, PREDICT_FLAGS)) from None
+    if args.gpus is not None:
+        # Up to a node the count is the tensor-parallel size; beyond, whole nodes of the widest group.
+        try:
+            tensor_parallel, _ = split_across_nodes(base, args.gpus)
+        except ValueError as err:
+            raise PredictUsageError(f"--gpus {args.gpus}: {err}") from None
+        if tensor_parallel not in valid_tensor_parallel_sizes(arch, gpu.gpus_per_node):
+            sizes = ", ".join(str(t) for t in valid_tensor_parallel_sizes(arch, gpu.gpus_per_node))
+            raise PredictUsageError(
+                f"--gpus {args.gpus} is not a valid tensor-parallel size for {arch.name}: {sizes} on one node of "
+                f"{gpu.name}, or a multiple of {node_tensor_parallel(base)} (one pipeline stage per node)"
+            )
+    try:
+        placement = place(base, args.gpus)
     except ValidationError as err:
         raise PredictUsageError(explain_flags(err, PREDICT_FLAGS)) from None
     if not placement.fits and placement.auto:
-        return placement.variant.model_copy(update={"tensor_parallel": 1}), placement.reason
+        # Nothing up to the largest size tried fits: the row shows the model on one GPU, and why.
+        return placement.variant.model_copy(update={"tensor_parallel": 1, "pipeline_parallel": 1}), placement.reason
     return placement.variant, None
 
 

@@ -138,6 +138,52 @@ def test_a_plan_inside_one_node_has_no_pipeline_column(capsys: pytest.CaptureFix
     assert "PP" not in _table_columns(out, "llama-3.1-70b")
 
 
+def test_a_model_too_large_for_the_largest_plan_is_shown_on_one_gpu_with_the_plans_tried(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # 405B in BF16 needs more than four nodes of 8 L4s: the row is the model on one GPU, refused, and
+    # the reason names the largest plan tried.
+    code, out, _ = _run(
+        capsys,
+        "--model",
+        "llama-3.1-405b",
+        "--format",
+        "bf16",
+        "--gpu",
+        "l4",
+        "--workload",
+        "rag",
+        "--mode",
+        "sync",
+        "--json",
+    )
+    assert code == 0
+    row = json.loads(out)
+    assert row["fits"] is False
+    assert (row["gpus"], row["tensor_parallel"], row["pipeline_parallel"]) == (1, 1, 1)
+    assert "32x (4 pipeline stages of 8)" in row["reason"]
+    assert "at 1 GPU" in row["reason"]
+
+
+def test_a_gpu_count_of_whole_nodes_is_the_plan_auto_sizing_would_choose(capsys: pytest.CaptureFixture[str]) -> None:
+    # 405B BF16 on L40S: auto sizing picks three nodes of 8; asking for 24 GPUs gives the same plan.
+    args = ["--model", "llama-3.1-405b", "--format", "bf16", "--gpu", "l40s", "--workload", "rag", "--json"]
+    _, auto, _ = _run(capsys, *args)
+    code, given, _ = _run(capsys, *args, "--gpus", "24")
+    assert code == 0
+    assert json.loads(given) == json.loads(auto)
+    assert {(r["gpus"], r["tensor_parallel"], r["pipeline_parallel"]) for r in json.loads(given)} == {(24, 8, 3)}
+
+
+def test_a_gpu_count_that_splits_a_node_exits_2_and_says_what_would_do(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--model", "llama-3.1-405b", "--format", "bf16", "--gpu", "h100", "--workload", "rag", "--gpus", "12"]
+    code, out, err = _run(capsys, *argv)
+    assert code == EXIT_USAGE
+    assert out == ""
+    assert "--gpus 12" in err
+    assert "multiple of 8" in err
+
+
 def test_price_override(capsys: pytest.CaptureFixture[str]) -> None:
     args = [
         "--model",
