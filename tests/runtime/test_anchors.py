@@ -241,3 +241,58 @@ def test_the_anchor_variants_are_the_ones_the_study_deployed() -> None:
     assert not perf("llama-3.1-70b", "bf16", "h100", 1, **QUANT_STUDY_ENGINE).memory.fits
     assert perf("llama-3.1-70b", "bf16", "h100", 2, **QUANT_STUDY_ENGINE).memory.fits
     assert perf("llama-3.1-70b", "int4", "h100", 1, **QUANT_STUDY_ENGINE).memory.fits
+
+
+def residual_table() -> list[tuple[str, str, float, float]]:
+    """(table, row, predicted, published) for every anchor row, as the tests above compute them."""
+    rows: list[tuple[str, str, float, float]] = []
+    for model, gpu, gpus, fmt, use_case, published_s in _sync_cases():
+        predicted = _latency(perf(model, fmt, gpu, gpus, **QUANT_STUDY_ENGINE), use_case)
+        rows.append(("sync latency s", f"{model} {gpus}x{gpu} {fmt} {use_case}", predicted, published_s))
+    for use_case in ASYNC_QPS:
+        bf16 = _async_qps("bf16", use_case)
+        for fmt in ASYNC_COLUMNS:
+            predicted = _async_qps(fmt, use_case) / bf16
+            rows.append(
+                ("async QPS / BF16", f"70B 4xh100 {fmt} {use_case}", predicted, _published_async_ratio(use_case, fmt))
+            )
+    for model in ("llama-3.1-8b", "llama-3.1-70b"):
+        for use_case in ("code-completion", "instruction-following", "summarization"):
+            latency = {
+                fmt: _latency(perf(m, fmt, gpu, gpus, **QUANT_STUDY_ENGINE), use_case)
+                for m, gpu, gpus, fmt, _, _ in SYNC_ROWS
+                if m == model
+            }
+            published_latency = {fmt: lat[use_case] for m, _, _, fmt, _, lat in SYNC_ROWS if m == model}
+            costs = _sync_costs_per_query(model, latency)
+            published = _sync_costs_per_query(model, published_latency)
+            rows.append(
+                (
+                    "cost BF16 / W4A16",
+                    f"{model} {use_case}",
+                    costs["bf16"] / costs["int4"],
+                    published["bf16"] / published["int4"],
+                )
+            )
+    teacher = _hybrid_throughput("apriel-h1-teacher")
+    for model, ratio in HYBRID_RATIOS.items():
+        rows.append(("hybrid throughput / teacher", model, _hybrid_throughput(model) / teacher, ratio))
+    for context in HYBRID_CONTEXTS:
+        predicted = _hybrid_throughput("apriel-h1-h30", context) / _hybrid_throughput("apriel-h1-teacher", context)
+        rows.append(("H-30 / teacher over context", f"{context} prompt tokens", predicted, sum(H30_BAND) / 2))
+    return rows
+
+
+def test_the_residual_table_has_every_anchor_row() -> None:
+    rows = residual_table()
+    assert len(rows) == len(_sync_cases()) + len(ASYNC_QPS) * len(ASYNC_COLUMNS) + 6 + len(HYBRID_RATIOS) + len(
+        HYBRID_CONTEXTS
+    )
+    assert all(predicted > 0 and published > 0 for _, _, predicted, published in rows)
+
+
+if __name__ == "__main__":  # .venv/bin/python tests/runtime/test_anchors.py: the residual of every row
+    print(f"{'table':<28} {'row':<52} {'predicted':>9} {'published':>9} {'residual':>8}")
+    for table, row, predicted, published in residual_table():
+        print(f"{table:<28} {row:<52} {predicted:>9.2f} {published:>9.2f} {predicted / published - 1:>+8.0%}")
+    print(f"(H-30 over context: published {H30_BAND[0]}-{H30_BAND[1]}x, shown against the band's middle)")
