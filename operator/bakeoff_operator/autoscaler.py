@@ -12,7 +12,8 @@ condition, and export `bakeoff_desired_replicas`, `bakeoff_replica_capacity_toke
 `bakeoff_cost_per_1m_output_tokens_usd` and the decision reasons from the operator's `/metrics`.
 
 Prometheus down or a metric missing: every variant keeps its last count (never zero on missing data)
-and its `ScalingLimited` condition says `MetricsMissing`.
+and its `ScalingLimited` condition says `MetricsMissing`. A variant a BakeOff run is measuring (the
+BakeOffs' newest run `Running`, `measured_now`) keeps its count until the run ends (`BakeOffRun`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ from bakeoff_operator.api.common import GROUP, VERSION, Reason
 from bakeoff_operator.api.gpuclass import GPUClass
 from bakeoff_operator.api.modelvariant import ModelVariant, ModelVariantStatus
 from bakeoff_operator.autoscaling.decide import Decision, Decisions, Limit, Policy, VariantHistory, VariantLoad, decide
-from bakeoff_operator.autoscaling.inventory import DEFAULT_MAX_NUM_SEQS, capacity_of, free_gpus, policy_of
+from bakeoff_operator.autoscaling.inventory import (
+    DEFAULT_MAX_NUM_SEQS,
+    capacity_of,
+    free_gpus,
+    measured_now,
+    policy_of,
+)
 from bakeoff_operator.autoscaling.signals import DEFAULT_RATE_WINDOW, loads, queries
 from bakeoff_operator.io import kube
 from bakeoff_operator.io.metrics import OperatorMetrics
@@ -53,6 +60,7 @@ _LIMIT_REASONS: Final[dict[Limit, str]] = {
     Limit.INSUFFICIENT_GPU: Reason.INSUFFICIENT_GPU,
     Limit.METRICS_MISSING: Reason.METRICS_MISSING,
     Limit.MAX_REPLICAS: Reason.MAX_REPLICAS,
+    Limit.BAKEOFF_RUN: Reason.BAKEOFF_RUN,
 }
 
 logger = logging.getLogger("bakeoff.autoscaler")
@@ -69,6 +77,8 @@ def scaling_verdict(d: Decision, policy: Policy) -> tuple[bool, str, str]:
         )
     elif d.limit is Limit.METRICS_MISSING:
         message = f"holding {d.desired} replicas: no vLLM metrics for this variant in Prometheus"
+    elif d.limit is Limit.BAKEOFF_RUN:
+        message = f"holding {d.desired} replicas while a BakeOff run measures this variant: {d.reason}"
     else:
         message = f"the load asks for more than maxReplicas {policy.max_replicas}"
     return True, _LIMIT_REASONS[d.limit], message
@@ -167,7 +177,8 @@ class Autoscaler:
             history[key] = past.model_copy(update={"replicas": mv.spec.desired_replicas})
         loads_now: Mapping[str, VariantLoad | None] = {k: (observed or {}).get(k) for k in policies}
         capacities = {k: c for k, (_, mv) in policies.items() if (c := capacity_of(mv)) is not None}
-        out = decide(loads_now, [p for p, _ in policies.values()], capacities, free, history, self.clock())
+        held = measured_now(kube.list_bakeoffs(self.namespaces))
+        out = decide(loads_now, [p for p, _ in policies.values()], capacities, free, history, self.clock(), held=held)
         self.history = dict(out.history)
         for d in out.decisions:
             policy, mv = policies[d.key]
@@ -255,7 +266,7 @@ class Autoscaler:
         if d.capacity_tokens_per_second is not None:
             m.capacity.labels(d.namespace, d.variant, d.capacity_source or "").set(d.capacity_tokens_per_second)
         m.set_decision(d.namespace, d.variant, d.limit.value, d.reason)
-        for limit in (Limit.INSUFFICIENT_GPU, Limit.METRICS_MISSING, Limit.MAX_REPLICAS):
+        for limit in (Limit.INSUFFICIENT_GPU, Limit.METRICS_MISSING, Limit.MAX_REPLICAS, Limit.BAKEOFF_RUN):
             m.scaling_limited.labels(d.namespace, d.variant, limit.value).set(1 if d.limit is limit else 0)
         if gpu_class is not None and load is not None:
             cost = usd_per_million_tokens_at_rate(

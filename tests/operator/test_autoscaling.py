@@ -14,6 +14,7 @@ from bakeoff_operator.autoscaling.decide import (
     VariantLoad,
     decide,
 )
+from bakeoff_operator.autoscaling.inventory import measured_now
 
 CAP = Capacity(tokens_per_second=1000.0, source="measured")
 
@@ -142,3 +143,39 @@ def test_without_capacity_the_queue_and_saturation_still_act() -> None:
     d = one(policy(queue_depth=2), load(waiting=9), 1, capacity=None).decisions[0]
     assert d.desired == 5
     assert d.capacity_tokens_per_second is None
+
+
+def test_a_variant_a_bakeoff_run_measures_keeps_its_count_until_the_run_ends() -> None:
+    p = policy(min_replicas=1, max_replicas=8, scale_to_zero=True)
+    other = policy("other")
+    history = {p.key: VariantHistory(replicas=2, last_active=0.0), other.key: VariantHistory(replicas=1)}
+    observed = {p.key: load(tokens=9000, waiting=50), other.key: load(tokens=1900)}
+    caps = {p.key: CAP, other.key: CAP}
+    held = {p.key: "run bo-20260101-100000 of BakeOff bo"}
+    during = decide(observed, [p, other], caps, {"h100": 16}, history, 10.0, held=held)
+    d = during.get(p.key)
+    assert d is not None
+    assert (d.desired, d.limit) == (2, Limit.BAKEOFF_RUN)
+    assert d.reason == "keeps 2: run bo-20260101-100000 of BakeOff bo is measuring it at a fixed count"
+    assert during.get(other.key).desired == 3  # type: ignore[union-attr]  # the others scale as ever (1900/s at 80%)
+    # Held even without metrics, and never to zero while measured.
+    quiet = decide({}, [p], caps, {"h100": 16}, during.history, 1000.0, held=held)
+    assert (quiet.decisions[0].desired, quiet.decisions[0].limit) == (2, Limit.BAKEOFF_RUN)
+    # The run over, the load scales it at once.
+    after = decide(observed, [p], caps, {"h100": 16}, quiet.history, 1010.0)
+    assert (after.decisions[0].desired, after.decisions[0].limit) == (8, Limit.MAX_REPLICAS)
+
+
+def test_the_variants_a_running_bakeoff_run_measures() -> None:
+    def bakeoff(name: str, *runs: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"namespace": "team", "name": name}, "status": {"lastRuns": list(runs)}}
+
+    bodies = [
+        bakeoff(
+            "a", {"name": "a-2", "outcome": "Running", "variants": ["x", "y"]}, {"name": "a-1", "outcome": "Failed"}
+        ),
+        bakeoff("b", {"name": "b-1", "outcome": "Succeeded", "variants": ["z"]}),
+        bakeoff("c"),
+        {"metadata": {"namespace": "team", "name": "d"}},
+    ]
+    assert measured_now(bodies) == {"team/x": "run a-2 of BakeOff a", "team/y": "run a-2 of BakeOff a"}

@@ -160,6 +160,7 @@ class Reason:
     # ScalingLimited
     METRICS_MISSING: Final = "MetricsMissing"
     MAX_REPLICAS: Final = "MaxReplicas"
+    BAKEOFF_RUN: Final = "BakeOffRun"
     # Degraded
     AS_EXPECTED: Final = "AsExpected"
     SLO_VIOLATED: Final = "SLOViolated"

@@ -20,6 +20,10 @@ stabilisation window, as Kubernetes' HPA), and not for a change within 10 % of t
 (no flapping under a steady load). Scale to zero only after `scaleDownDelay` without any load, and
 never on missing data: a variant whose metrics are missing keeps its last count, and says so.
 
+Measurement: a variant a BakeOff run is measuring (`held`) keeps its count until the run ends, whatever
+its load (the run's own load) or its metrics say: the run measures capacity and cost per replica at a
+fixed count, and the autoscaler then scales it on that measured capacity.
+
 GPUs: growth is granted per GPU class from the GPUs free on its nodes, one replica at a time, by this
 rule: first variants below their `minReplicas`; then the variant with the most unmet demand per GPU
 (output tokens/s it cannot serve today ÷ GPUs one more replica takes); ties by name. A variant that
@@ -47,6 +51,7 @@ class Limit(StrEnum):
     INSUFFICIENT_GPU = "InsufficientGPU"
     METRICS_MISSING = "MetricsMissing"
     MAX_REPLICAS = "MaxReplicas"
+    BAKEOFF_RUN = "BakeOffRun"
 
 
 class VariantLoad(BaseModel):
@@ -244,11 +249,20 @@ def decide(  # noqa: PLR0917 (the decision's inputs, named in the docstring)
     free_gpus: Mapping[str, int],
     history: Mapping[str, VariantHistory],
     now: float,
+    *,
+    held: Mapping[str, str] | None = None,
 ) -> Decisions:
-    """Replicas for every variant of `policies` (keys: `Policy.key`); see the module docstring for the rules."""
+    """Replicas for every variant of `policies` (keys: `Policy.key`); see the module docstring for the rules.
+    `held`: the variants a BakeOff run is measuring, with what measures them (e.g. `run r1 of BakeOff bo`)."""
     wanted: dict[str, tuple[int, str, Limit, VariantHistory]] = {}
     for p in policies:
         past = history.get(p.key) or VariantHistory(replicas=p.min_replicas)
+        measuring = (held or {}).get(p.key)
+        if measuring is not None:
+            hold = past.model_copy(update={"wanted": [*past.wanted, (now, past.replicas)], "last_active": now})
+            why = f"{measuring} is measuring it at a fixed count"
+            wanted[p.key] = (past.replicas, why, Limit.BAKEOFF_RUN, hold)
+            continue
         wanted[p.key] = _wanted(observed.get(p.key), p, capacity.get(p.key), past, now)
     granted = {p.key: min(wanted[p.key][0], wanted[p.key][3].replicas) for p in policies}
     free = dict(free_gpus)

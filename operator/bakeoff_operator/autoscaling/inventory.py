@@ -103,3 +103,20 @@ def capacity_of(mv: ModelVariant, measured: Mapping[str, float] | None = None) -
     if predicted is not None and predicted.output_tokens_per_second:
         return Capacity(tokens_per_second=predicted.output_tokens_per_second, source="predicted")
     return None
+
+
+def measured_now(bakeoffs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """The variants a BakeOff run is measuring now (its newest run `Running`, from the BakeOffs' status as
+    the API returns it), keyed as `Policy.key`, with what measures them."""
+    held: dict[str, str] = {}
+    for body in bakeoffs:
+        meta = body.get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        runs = (body.get("status") or {}).get("lastRuns") or []
+        newest = runs[0] if runs and isinstance(runs[0], Mapping) else {}
+        if newest.get("outcome") != "Running":
+            continue
+        for variant in newest.get("variants") or []:
+            key = f"{namespace}/{variant}" if namespace else str(variant)
+            held[key] = f"run {newest.get('name')} of BakeOff {name}"
+    return held

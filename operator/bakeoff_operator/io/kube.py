@@ -246,19 +246,27 @@ status_lock = _StatusLocks()
 
 
 # --- the autoscaler's reads and writes --------------------------------------------------------------------------
-def list_variants(namespaces: Sequence[str]) -> list[dict[str, Any]]:
-    """ModelVariants in `namespaces` (every namespace when empty)."""
+def _list_ours(plural: str, namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """Objects of one of Bakeoff's kinds in `namespaces` (every namespace when empty)."""
     api = custom_objects()
     if not namespaces:
-        listed = api.list_cluster_custom_object(GROUP, VERSION, "modelvariants", _request_timeout=REQUEST_TIMEOUT_S)
+        listed = api.list_cluster_custom_object(GROUP, VERSION, plural, _request_timeout=REQUEST_TIMEOUT_S)
         return _items(listed)
     out: list[dict[str, Any]] = []
     for ns in namespaces:
-        listed = api.list_namespaced_custom_object(
-            GROUP, VERSION, ns, "modelvariants", _request_timeout=REQUEST_TIMEOUT_S
-        )
+        listed = api.list_namespaced_custom_object(GROUP, VERSION, ns, plural, _request_timeout=REQUEST_TIMEOUT_S)
         out.extend(_items(listed))
     return out
+
+
+def list_variants(namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """ModelVariants in `namespaces` (every namespace when empty)."""
+    return _list_ours("modelvariants", namespaces)
+
+
+def list_bakeoffs(namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """BakeOffs in `namespaces` (every namespace when empty), with their status."""
+    return _list_ours("bakeoffs", namespaces)
 
 
 def _items(listed: object) -> list[dict[str, Any]]:
