@@ -10,7 +10,7 @@ import html
 import io
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -220,7 +220,7 @@ def _summary_rows(results: Sequence[RunResult]) -> str:
     return "\n".join(rows)
 
 
-_DIGITS = {Unit.USD: 3, Unit.TOKENS_PER_SECOND: 1, Unit.REQUESTS_PER_SECOND: 2, Unit.MILLISECONDS: 1}
+_DIGITS = {Unit.USD: 3, Unit.TOKENS_PER_SECOND: 1, Unit.REQUESTS_PER_SECOND: 2, Unit.MILLISECONDS: 1, Unit.RATIO: 3}
 
 
 def _figure_cell(variant: str, metric: str, unit: Unit, value: float | None) -> str:
@@ -233,12 +233,18 @@ def _figure_cell(variant: str, metric: str, unit: Unit, value: float | None) -> 
     return f"<td {where} data-value='{value!r}'>{text}</td>"
 
 
-def _verdict_table(results: Sequence[RunResult], frontier: Sequence[str], recommended: str | None) -> str:
+def _verdict_table(
+    results: Sequence[RunResult], frontier: Sequence[str], recommended: str | None, accuracy: Mapping[str, float]
+) -> str:
     """One row per figure of `bakeoff_loadtest.verdict` (a BakeOff's `bakeoff_bakeoff_result` series, drawn by
     the overview dashboard's "Bake-offs" row), one column per variant."""
     names = [html.escape(r.variant, quote=True) for r in results]
     values = [
-        figures(verdict_row(r), on_pareto_frontier=r.variant in frontier, recommended=r.variant == recommended)
+        figures(
+            verdict_row(r, accuracy_recovery=accuracy.get(r.variant)),
+            on_pareto_frontier=r.variant in frontier,
+            recommended=r.variant == recommended,
+        )
         for r in results
     ]
     head = "".join(f"<th data-variant='{n}'>{n}</th>" for n in names)
@@ -270,12 +276,14 @@ def render_report(
     frontier: Sequence[str] | None = None,
     title: str = "Bakeoff load test report",
     recommended: str | None = None,
+    accuracy: Mapping[str, float] | None = None,
 ) -> Path:
     """Write the report to ``out_path`` and return the path.
 
     ``comparisons`` are the A/B tests of each variant against its baseline; ``frontier`` the Pareto
     frontier as the caller's status states it (default: computed from ``results`` by the same rule);
-    ``recommended`` the variant the recommendation names, if any.
+    ``recommended`` the variant the recommendation names, if any; ``accuracy`` each variant's accuracy
+    recovery against its baseline (declared, not measured by a run).
     """
     if not results:
         raise ValueError("render_report needs at least one result")
@@ -372,7 +380,7 @@ chosen load point (most output tokens/s within the SLO).</p>
 </table>
 <p class="muted">SLO: {"; ".join(slo_lines) or "none set"}. Cost inputs: {costs}.</p>
 </section>
-{_verdict_table(results, frontier, recommended)}
+{_verdict_table(results, frontier, recommended, accuracy or {})}
 {front}
 {comp}
 <section id="plots"><h2>Plots</h2><div class="plots">{figures}</div></section>

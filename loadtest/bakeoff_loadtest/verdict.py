@@ -30,6 +30,7 @@ class Unit(StrEnum):
     TOKENS_PER_SECOND = "tokens_per_second"
     REQUESTS_PER_SECOND = "requests_per_second"
     MILLISECONDS = "ms"
+    RATIO = "ratio"  # 1 = 100 %
     FLAG = "flag"  # 1 yes, 0 no
 
 
@@ -94,6 +95,12 @@ FIGURES: Final = (
         "The sweep's highest rate that met the SLO, else the chosen point's requests/s when it met the SLO "
         "(or the run sets none).",
     ),
+    _one(
+        "accuracy_recovery",
+        "Accuracy recovery",
+        Unit.RATIO,
+        "The variant's accuracy over its baseline's (the ModelVariants' spec.accuracy): 1 is no loss.",
+    ),
     *(
         Figure(
             id=f"{key}_ms",
@@ -133,6 +140,7 @@ class VerdictRow(BaseModel):
     cost_per_1m_output_tokens_usd: float | None = None
     cost_per_1m_total_tokens_usd: float | None = None
     meets_slo: bool | None = None
+    accuracy_recovery: float | None = None
 
 
 def _percentiles(s: LatencySummary) -> Percentiles | None:
@@ -141,8 +149,9 @@ def _percentiles(s: LatencySummary) -> Percentiles | None:
     return Percentiles(p50=s.p50, p90=s.p90, p95=s.p95, p99=s.p99)
 
 
-def verdict_row(result: RunResult) -> VerdictRow:
-    """A run's row: its chosen load point, the GPUs that served it and its most requests/s within the SLO."""
+def verdict_row(result: RunResult, *, accuracy_recovery: float | None = None) -> VerdictRow:
+    """A run's row: its chosen load point, the GPUs that served it and its most requests/s within the SLO;
+    `accuracy_recovery` comes from the variants' declared accuracy, which the run does not measure."""
     point = result.chosen_point()
     meets = result.meets_slo()
     max_qps = result.sweep.max_qps_under_slo if result.sweep is not None else None
@@ -159,6 +168,7 @@ def verdict_row(result: RunResult) -> VerdictRow:
         cost_per_1m_output_tokens_usd=point.usd_per_1m_output_tokens if point else None,
         cost_per_1m_total_tokens_usd=point.usd_per_1m_total_tokens if point else None,
         meets_slo=meets,
+        accuracy_recovery=accuracy_recovery,
     )
 
 
@@ -175,6 +185,7 @@ def figures(row: VerdictRow, *, on_pareto_frontier: bool, recommended: bool) -> 
             row.output_tokens_per_second / row.gpus if row.output_tokens_per_second is not None and row.gpus else None
         ),
         "max_qps_under_slo": row.max_qps_under_slo,
+        "accuracy_recovery": row.accuracy_recovery,
     }
     for key, _ in LATENCIES:
         latency: Percentiles | None = getattr(row, f"{key}_ms")

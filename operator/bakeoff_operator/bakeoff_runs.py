@@ -152,7 +152,14 @@ def apply_decision(
             logger.warning(f"bakeoffs {namespace}/{name}: Event {event.reason} not posted: {api_message(err)}")
     if metrics is not None:
         status = decision.status
-        metrics.set_bakeoff(namespace, name, runs.result_metrics(status), runs.last_run_failed(status))
+        rec = status.recommendation
+        metrics.set_bakeoff(
+            namespace,
+            name,
+            runs.result_metrics(status),
+            runs.last_run_failed(status),
+            recommendation=(rec.variant or "", rec.reason) if rec is not None else None,
+        )
 
 
 def decide(  # noqa: PLR0917 (what `plan_runs` reads, in its order)

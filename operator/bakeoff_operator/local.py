@@ -370,6 +370,11 @@ def write_outputs(bakeoff: BakeOff, outcome: BakeOffOutcome, options: Options) -
                 frontier=outcome.status.pareto_frontier,
                 title=f"Bakeoff: {bakeoff.metadata.name}",
                 recommended=outcome.recommendation.variant,
+                accuracy={
+                    row.variant: row.accuracy_recovery
+                    for row in outcome.status.results
+                    if row.accuracy_recovery is not None
+                },
             )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bakeoffs.conftest import Rig
 
@@ -157,17 +158,18 @@ def ready(c: Cluster, name: str) -> Callable[[], bool]:
 
 
 def metrics(rig: Rig) -> dict[tuple[str, ...], float]:
-    """The operator's bake-off series: (name, variant or '', metric or '') -> value, for this test's BakeOff."""
+    """The operator's bake-off series for this test's BakeOff: (name, variant or '', metric or reason or '')
+    -> value."""
     with urllib.request.urlopen(rig.metrics_url, timeout=5) as response:
         text = response.read().decode()
     out: dict[tuple[str, ...], float] = {}
-    for line in text.splitlines():
-        if not line.startswith("bakeoff_bakeoff_") or f'bakeoff="{BAKEOFF}"' not in line:
-            continue
-        name, _, rest = line.partition("{")
-        labels = dict(part.split("=", 1) for part in rest.rpartition("}")[0].split(","))
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        out[(name, labels.get("variant", ""), labels.get("metric", ""))] = float(line.rpartition(" ")[2])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if not sample.name.startswith("bakeoff_bakeoff_") or labels.get("bakeoff") != BAKEOFF:
+                continue
+            detail = labels.get("metric") or labels.get("reason") or ""
+            out[(sample.name, labels.get("variant", ""), detail)] = sample.value
     return out
 
 
@@ -242,6 +244,7 @@ def test_a_bakeoff_keeps_running_restarts_fails_and_cleans_up(rig: Rig) -> None:
     assert series[("bakeoff_bakeoff_result", EXPECTED, "output_tokens_per_second_per_gpu")] > 0
     assert series[("bakeoff_bakeoff_result", EXPECTED, "e2e_p90_ms")] > 0
     assert series[("bakeoff_bakeoff_last_run_failed", "", "")] == 0
+    assert series[("bakeoff_bakeoff_recommendation", EXPECTED, status["recommendation"]["reason"])] == 1
 
     # 2. A minute after creation the schedule starts the second run, which replaces the verdict's run.
     start = time.perf_counter()

@@ -143,7 +143,7 @@ def test_the_report_prints_each_figure_as_its_unit_says(tmp_path: Path) -> None:
         elif units[metric] is Unit.FLAG:
             assert text == ("yes" if float(value) else "no"), where
         else:
-            digits = {Unit.USD: 3, Unit.REQUESTS_PER_SECOND: 2}.get(units[metric], 1)
+            digits = {Unit.USD: 3, Unit.REQUESTS_PER_SECOND: 2, Unit.RATIO: 3}.get(units[metric], 1)
             assert text == f"{float(value):,.{digits}f}", where
 
 
@@ -152,7 +152,8 @@ def test_figures_of_a_run_result_are_those_of_its_status_row(operator_status: Ba
     results = _results()
     for row in operator_status.results:
         kwargs = {"on_pareto_frontier": False, "recommended": False}
-        expected = figures(verdict_row(results[row.variant]), **kwargs)
+        # The accuracy recovery is the variants' declared accuracy, not the run's: the status row has it.
+        expected = figures(verdict_row(results[row.variant], accuracy_recovery=row.accuracy_recovery), **kwargs)
         assert figures(VerdictRow.model_validate(row.model_dump(by_alias=False)), **kwargs) == expected, row.variant
 
 

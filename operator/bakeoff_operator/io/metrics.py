@@ -70,6 +70,13 @@ class OperatorMetrics:
             ("namespace", "bakeoff", "variant", "metric"),
             registry=r,
         )
+        self.bakeoff_recommendation = Gauge(
+            "bakeoff_bakeoff_recommendation",
+            "1 for the variant a BakeOff's last successful run recommends, with the recommendation's reason (a "
+            'BakeOff whose run recommends none has one series with variant="").',
+            ("namespace", "bakeoff", "variant", "reason"),
+            registry=r,
+        )
         self.bakeoff_last_run_failed = Gauge(
             "bakeoff_bakeoff_last_run_failed",
             "1 when the BakeOff's newest finished run failed (its results are from an earlier run).",
@@ -78,6 +85,7 @@ class OperatorMetrics:
         )
         self._results: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self._reasons: dict[tuple[str, str], tuple[str, str]] = {}
+        self._recommendations: dict[tuple[str, str], tuple[str, str]] = {}
         self._specs: dict[tuple[str, str], set[tuple[str, ...]]] = {}
         self._lock = threading.Lock()
 
@@ -110,10 +118,23 @@ class OperatorMetrics:
                     self.variant_spec.remove(namespace, variant, *old)
 
     def set_bakeoff(
-        self, namespace: str, bakeoff: str, results: Mapping[str, Mapping[str, float]], last_run_failed: bool
+        self,
+        namespace: str,
+        bakeoff: str,
+        results: Mapping[str, Mapping[str, float]],
+        last_run_failed: bool,
+        recommendation: tuple[str, str] | None = None,
     ) -> None:
-        """A BakeOff's verdict series; those of variants or metrics it no longer has are removed."""
+        """A BakeOff's verdict series; those of variants or metrics it no longer has are removed.
+        `recommendation`: the recommended variant ("" for none) and the reason, once there is a verdict."""
         with self._lock:
+            old_recommendation = self._recommendations.get((namespace, bakeoff))
+            if old_recommendation is not None and old_recommendation != recommendation:
+                self.bakeoff_recommendation.remove(namespace, bakeoff, *old_recommendation)
+                del self._recommendations[(namespace, bakeoff)]
+            if recommendation is not None:
+                self._recommendations[(namespace, bakeoff)] = recommendation
+                self.bakeoff_recommendation.labels(namespace, bakeoff, *recommendation).set(1)
             new = {(variant, metric) for variant, values in results.items() for metric in values}
             for old in self._results.get((namespace, bakeoff), set()) - new:
                 self.bakeoff_result.remove(namespace, bakeoff, *old)
@@ -128,6 +149,9 @@ class OperatorMetrics:
         with self._lock:
             for old in self._results.pop((namespace, bakeoff), set()):
                 self.bakeoff_result.remove(namespace, bakeoff, *old)
+            recommendation = self._recommendations.pop((namespace, bakeoff), None)
+            if recommendation is not None:
+                self.bakeoff_recommendation.remove(namespace, bakeoff, *recommendation)
             with contextlib.suppress(KeyError):
                 self.bakeoff_last_run_failed.remove(namespace, bakeoff)
 

@@ -223,6 +223,7 @@ _UNITS: Final = {
     Unit.TOKENS_PER_SECOND: NUMBER,
     Unit.REQUESTS_PER_SECOND: "reqps",
     Unit.MILLISECONDS: "ms",
+    Unit.RATIO: RATIO,
     Unit.FLAG: NUMBER,
 }
 
@@ -311,6 +312,32 @@ def overview() -> model.Dashboard:
                     "excludeByName": {"Time": True, "namespace": True, "__name__": True},
                     "renameByName": {"Value #A": "TTFT", "Value #B": "ITL", "Value #C": "E2E"},
                     "indexByName": {"variant": 0, "quantile": 1, "Value #A": 2, "Value #B": 3, "Value #C": 4},
+                },
+            )
+        )
+    )
+    recommendation = (
+        table.Panel()
+        .title("Recommendation and its reason")
+        .description(
+            f"`{r.BAKEOFF_RECOMMENDATION}`: the variant each BakeOff's last successful run recommends (empty: none "
+            "qualifies) and why, with the figures: the cheapest per 1M output tokens within the SLO and the "
+            "accuracy budget. The recommendation of that run's report.html."
+        )
+        .datasource(DATASOURCE)
+        .span(24)
+        .height(6)
+        .with_target(
+            table_query(
+                f'max by (bakeoff, variant, reason) ({r.BAKEOFF_RECOMMENDATION}{{namespace="$namespace"}})', "A"
+            )
+        )
+        .with_transformation(
+            model.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True, "Value": True},
+                    "indexByName": {"bakeoff": 0, "variant": 1, "reason": 2},
                 },
             )
         )
@@ -467,6 +494,7 @@ def overview() -> model.Dashboard:
         )
         .with_row(db.Row("Bake-offs: the last run (the figures of its report.html)"))
         .with_panel(last_runs)
+        .with_panel(recommendation)
     )
     for figure in FIGURES:
         out = out.with_panel(last_run_panel(figure))

@@ -76,6 +76,7 @@ SCALING_LIMITED: Final = "bakeoff_scaling_limited"
 # The BakeOff controller's metrics: its last run, and its verdict per variant (label `metric`).
 BAKEOFF_LAST_RUN_FAILED: Final = "bakeoff_bakeoff_last_run_failed"
 BAKEOFF_RESULT: Final = "bakeoff_bakeoff_result"
+BAKEOFF_RECOMMENDATION: Final = "bakeoff_bakeoff_recommendation"
 
 # Recorded series.
 OUTPUT_TOKENS_RATE: Final = f"namespace_variant:vllm_generation_tokens:rate{RATE_WINDOW}"
