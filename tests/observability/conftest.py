@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fixtures import control_plane, control_plane_binaries, helm_binary, unavailable
+from tests.support.fixtures import control_plane, control_plane_binaries, helm_binary, kube_io, unavailable
 from tests.support.prometheus import find_prometheus
 
-__all__ = ["control_plane", "control_plane_binaries", "helm_binary", "promtool"]
+__all__ = ["control_plane", "control_plane_binaries", "helm_binary", "kube_io", "promtool"]
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,12 @@ variant, autoscaled or not, with its GPU class's price, and drops the series of 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from bakeoff_operator.autoscaler import Autoscaler
-from bakeoff_operator.io import kube
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus
-from kubernetes.config import kube_config
 
 from tests.observability.test_observability_spec import spec_samples
 from tests.support.controlplane import ControlPlane
@@ -24,17 +21,10 @@ NAMESPACE = "spec-test"
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane) -> Iterator[str]:
-    control_plane.install_crds([CHART / "crds"])
-    control_plane.create_namespace(NAMESPACE)
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("KUBECONFIG", str(control_plane.kubeconfig))
-        env.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
-        kube.custom_objects.cache_clear()
-        kube.api_client.cache_clear()
-        yield NAMESPACE
-        kube.custom_objects.cache_clear()
-        kube.api_client.cache_clear()
+def namespace(kube_io: ControlPlane) -> str:
+    kube_io.install_crds([CHART / "crds"])
+    kube_io.create_namespace(NAMESPACE)
+    return NAMESPACE
 
 
 def _placed_variant(cp: ControlPlane, name: str, gpus: int, **spec: object) -> None:

@@ -4,11 +4,9 @@ it, an expired lease passes to the next contender."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from bakeoff_operator.io import kube
-from kubernetes.config import kube_config
 
 from tests.support.controlplane import ControlPlane
 
@@ -16,16 +14,8 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.fixture
-def lease_namespace(control_plane: ControlPlane) -> Iterator[str]:
-    namespace = control_plane.create_namespace("lease-test")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("KUBECONFIG", str(control_plane.kubeconfig))
-        env.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
-        kube.custom_objects.cache_clear()
-        kube.api_client.cache_clear()
-        yield namespace
-        kube.custom_objects.cache_clear()
-        kube.api_client.cache_clear()
+def lease_namespace(kube_io: ControlPlane) -> str:
+    return kube_io.create_namespace("lease-test")
 
 
 def test_one_holder_at_a_time(lease_namespace: str) -> None:

@@ -92,6 +92,23 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
+@pytest.fixture
+def kube_io(control_plane: ControlPlane) -> Iterator[ControlPlane]:
+    """The control plane, with `bakeoff_operator.io.kube` talking to it as admin (its cached clients are
+    rebuilt before and after the test)."""
+    from bakeoff_operator.io import kube
+    from kubernetes.config import kube_config
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KUBECONFIG", str(control_plane.kubeconfig))
+        env.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+        kube.custom_objects.cache_clear()
+        kube.api_client.cache_clear()
+        yield control_plane
+        kube.custom_objects.cache_clear()
+        kube.api_client.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def e2e_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ECluster]:
     """The control plane + KServe controller + kube-scheduler + kwok GPU nodes, shared by the session."""
