@@ -24,17 +24,10 @@ from bakeoff_operator.autoscaler import Autoscaler
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus as PrometheusClient
 from bakeoff_operator.observability import rules
-from bakeoff_runtime.architectures import get_architecture
 from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
 from bakeoff_runtime.formats import Format
-from bakeoff_runtime.gpus import get_gpu
-from bakeoff_runtime.launcher import RuntimeSpec, launch
-from bakeoff_runtime.variant import make_variant
-from prometheus_client import start_http_server
 
-from tests.observability.promql import RULE_FILE
-from tests.support.fixtures import unavailable
-from tests.support.prometheus import Prometheus, TargetGroup, missing_prometheus_tools
+from tests.observability.scraped import scraped_simulator
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -66,67 +59,39 @@ def _placed_variant() -> ModelVariant:
 
 
 def test_live_cost_per_1m_output_tokens_agrees_with_the_harness(tmp_path: Path) -> None:
-    missing = missing_prometheus_tools()
-    if missing:
-        unavailable("; ".join(missing))
     metrics = OperatorMetrics()
     metrics.price.labels("h100").set(PRICE)
     Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics).export_specs([_placed_variant()])
-    server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
-    variant = make_variant(
-        get_architecture("llama-3.1-8b"),
-        Format.FP8,
-        get_gpu("h100"),
-        served_model_name=SERVED,
-        max_model_len=1024,
-        max_num_seqs=16,
-        max_num_batched_tokens=1024,
-    )
     sel = f'{{namespace="{NAMESPACE}", variant="{VARIANT}"}}'
-    try:
-        with (
-            launch(
-                RuntimeSpec(engine="sim", variant=variant, log_path=tmp_path / "sim.log", sim_args=("--seed", "5"))
-            ) as sim,
-            Prometheus(
-                tmp_path / "prometheus",
-                static_targets={"bakeoff-operator": [f"127.0.0.1:{server.server_port}"]},
-                rule_files=[RULE_FILE],
-            ) as prom,
-        ):
-            prom.write_targets(
-                [TargetGroup([sim.url.removeprefix("http://")], {"namespace": NAMESPACE, "variant": VARIANT})]
-            )
-            prom.wait_for(f"{rules.GPU_COST_PER_HOUR}{sel}", timeout=60)
-            prom.wait_for(f"count({rules.VLLM_GENERATION_TOKENS}{sel})", timeout=60)
-            summary = tmp_path / "summary.json"
-            run = subprocess.run(
-                [sys.executable, "-m", "bakeoff_loadtest.cli", "loadtest", "--endpoint", sim.url,
-                 "--model", SERVED, "--variant", VARIANT, "--workload", "custom", "--prompt-tokens", "128",
-                 "--output-tokens", "48", "--concurrency", "4", "--duration", str(DURATION_S), "--seed", "5",
-                 "--gpu-class", "h100", "--price-per-gpu-hour", str(PRICE), "--gpus", str(GPUS_PER_REPLICA),
-                 "--replicas", "1", "--no-report", "--out", str(tmp_path / "out"), "--summary-file", str(summary)],
-                capture_output=True, text=True, check=False, timeout=DURATION_S + 120,
-            )  # fmt: skip
-            assert run.returncode == 0, run.stderr[-2000:]
-            (point,) = read_summary(summary.read_text()).points
-            assert point.started_unix is not None
-            assert point.requests_ok > 0
-            harness = point.usd_per_1m_output_tokens
-            assert harness is not None
-            end = point.started_unix + point.wall_s
-            # Prometheus has scraped the counter after the window's end.
-            while time.time() < end + 3:
-                time.sleep(0.5)
-            window = f"{round(point.wall_s * 1000)}ms"
-            tokens_per_second = f"sum by ({rules.BY}) (rate({rules.VLLM_GENERATION_TOKENS}{sel}[{window}]))"
-            live = prom.query_value(
-                rules.cost_per_1m_tokens(f"{rules.GPU_COST_PER_HOUR}{sel}", tokens_per_second), at=end
-            )
-            rate = prom.query_value(tokens_per_second, at=end)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with scraped_simulator(tmp_path, metrics, namespace=NAMESPACE, variant=VARIANT, fmt=Format.FP8, seed=5) as (
+        sim,
+        prom,
+    ):
+        prom.wait_for(f"{rules.GPU_COST_PER_HOUR}{sel}", timeout=60)
+        prom.wait_for(f"count({rules.VLLM_GENERATION_TOKENS}{sel})", timeout=60)
+        summary = tmp_path / "summary.json"
+        run = subprocess.run(
+            [sys.executable, "-m", "bakeoff_loadtest.cli", "loadtest", "--endpoint", sim.url,
+             "--model", SERVED, "--variant", VARIANT, "--workload", "custom", "--prompt-tokens", "128",
+             "--output-tokens", "48", "--concurrency", "4", "--duration", str(DURATION_S), "--seed", "5",
+             "--gpu-class", "h100", "--price-per-gpu-hour", str(PRICE), "--gpus", str(GPUS_PER_REPLICA),
+             "--replicas", "1", "--no-report", "--out", str(tmp_path / "out"), "--summary-file", str(summary)],
+            capture_output=True, text=True, check=False, timeout=DURATION_S + 120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-2000:]
+        (point,) = read_summary(summary.read_text()).points
+        assert point.started_unix is not None
+        assert point.requests_ok > 0
+        harness = point.usd_per_1m_output_tokens
+        assert harness is not None
+        end = point.started_unix + point.wall_s
+        # Prometheus has scraped the counter after the window's end.
+        while time.time() < end + 3:
+            time.sleep(0.5)
+        window = f"{round(point.wall_s * 1000)}ms"
+        tokens_per_second = f"sum by ({rules.BY}) (rate({rules.VLLM_GENERATION_TOKENS}{sel}[{window}]))"
+        live = prom.query_value(rules.cost_per_1m_tokens(f"{rules.GPU_COST_PER_HOUR}{sel}", tokens_per_second), at=end)
+        rate = prom.query_value(tokens_per_second, at=end)
     assert live is not None
     assert rate is not None
     # the rules' expression is the harness's formula: the same cost of the same inputs

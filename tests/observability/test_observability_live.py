@@ -24,17 +24,12 @@ from bakeoff_operator.autoscaling.decide import Decision, Limit, Policy, Variant
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus as PrometheusClient
 from bakeoff_operator.observability import rules
-from bakeoff_runtime.architectures import get_architecture
 from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
 from bakeoff_runtime.formats import Format
-from bakeoff_runtime.gpus import get_gpu
-from bakeoff_runtime.launcher import RuntimeSpec, launch
-from bakeoff_runtime.variant import make_variant
-from prometheus_client import start_http_server
 
-from tests.observability.promql import RULE_FILE, PanelQuery, awaited_in, expand, panel_queries, variable_queries
-from tests.support.fixtures import unavailable
-from tests.support.prometheus import Prometheus, TargetGroup, missing_prometheus_tools
+from tests.observability.promql import PanelQuery, awaited_in, expand, panel_queries, variable_queries
+from tests.observability.scraped import scraped_simulator
+from tests.support.prometheus import Prometheus
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -131,42 +126,15 @@ def _answers(prom: Prometheus, expr: str) -> list[float]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = missing_prometheus_tools()
-    if missing:
-        unavailable("; ".join(missing))
-    tmp = tmp_path_factory.mktemp("observability")
     metrics = OperatorMetrics()
     _export_as_the_autoscaler(metrics)
-    server, _ = start_http_server(0, addr="127.0.0.1", registry=metrics.registry)
-    variant = make_variant(
-        get_architecture("llama-3.1-8b"),
-        Format.INT4,
-        get_gpu("h100"),
-        served_model_name=SERVED,
-        max_model_len=1024,
-        max_num_seqs=16,
-        max_num_batched_tokens=1024,
-    )
-    try:
-        with (
-            launch(
-                RuntimeSpec(engine="sim", variant=variant, log_path=tmp / "sim.log", sim_args=("--seed", "3"))
-            ) as sim,
-            Prometheus(
-                tmp / "prometheus",
-                static_targets={"bakeoff-operator": [f"127.0.0.1:{server.server_port}"]},
-                rule_files=[RULE_FILE],
-            ) as prom,
-        ):
-            prom.write_targets(
-                [TargetGroup([sim.url.removeprefix("http://")], {"namespace": NAMESPACE, "variant": VARIANT})]
-            )
-            with Load(sim.url) as load:
-                _wait_until_every_query_answers(prom)
-                yield Stack(prom, load)
-    finally:
-        server.shutdown()
-        server.server_close()
+    tmp = tmp_path_factory.mktemp("observability")
+    with (
+        scraped_simulator(tmp, metrics, namespace=NAMESPACE, variant=VARIANT, fmt=Format.INT4, seed=3) as (sim, prom),
+        Load(sim.url) as load,
+    ):
+        _wait_until_every_query_answers(prom)
+        yield Stack(prom, load)
 
 
 def _wait_until_every_query_answers(prom: Prometheus) -> None:
