@@ -1,10 +1,12 @@
 """The bake-off tier: BakeOffs running in the e2e cluster (KServe's controller, kube-scheduler, kwok GPU
 nodes) with the operator as a process under the chart's ServiceAccount and RBAC, simulated variants
 served by local `bakeoff sim` processes (`tests.support.pod_runner`, `tests.support.endpoints`) and
-run Jobs whose pods run as local processes under the Job's ServiceAccount (`tests.support.job_runner`).
+run Jobs whose pods run as local processes under the Job's ServiceAccount (`tests.support.job_runner`),
+and Prometheus with the chart's rules scraping the replicas and the operator (whose autoscaler exports
+the variants' spec and GPU prices), as the playground's does.
 
-Needs hack/build-tools.sh, hack/build-kserve.sh and hack/fetch-crds.sh; skipped without them (failed
-with CI=true)."""
+Needs hack/build-tools.sh, hack/build-kserve.sh, hack/fetch-crds.sh and hack/build-prometheus.sh; skipped
+without them (failed with CI=true)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import pytest
 import yaml
 
 from tests.chart.chart_support import KUBE_VERSION
+from tests.observability.promql import RULE_FILE
 from tests.support.controlplane import ToolsMissingError, _Component, find_tool, free_port, wait_until
 from tests.support.e2e import GPUNodes, missing_e2e_tools
 from tests.support.endpoints import Endpoints
@@ -30,6 +33,7 @@ from tests.support.fixtures import unavailable
 from tests.support.job_runner import JobRunner
 from tests.support.playground import CHART, RBAC_KINDS, RELEASE, RELEASE_NAMESPACE, PlaygroundCluster
 from tests.support.pod_runner import PodRunner
+from tests.support.prometheus import Prometheus, missing_prometheus_tools
 
 # One 8 x H100 server: each variant of a bake-off runs one replica on one GPU.
 NODES = (GPUNodes("h100", gpus=8, count=1),)
@@ -57,6 +61,8 @@ class Rig:
     endpoints: Endpoints
     pods: PodRunner
     jobs: JobRunner
+    prometheus: Prometheus
+    metrics_port: int
     operator: _Component | None = None
     metrics_url: str = ""
     starts: int = 0
@@ -70,7 +76,7 @@ class Rig:
         """Start the operator as the chart's Deployment runs it; seconds until its /healthz answers."""
         started = time.perf_counter()
         self.starts += 1
-        health, metrics = free_port(), free_port()
+        health, metrics = free_port(), self.metrics_port  # Prometheus scrapes the same port after a restart
         env = {
             **os.environ,
             "KUBECONFIG": str(self.operator_kubeconfig),
@@ -82,6 +88,10 @@ class Rig:
             # Two streams per load process: the bake-off's four streams run as a Locust master and two
             # workers in the Job's pod, as a load beyond one process does in production.
             "BAKEOFF_LOADTEST_STREAMS_PER_PROCESS": str(STREAMS_PER_PROCESS),
+            # The autoscaler exports every variant's spec and the GPU prices the recording rules price with.
+            "BAKEOFF_PROMETHEUS_URL": self.prometheus.url,
+            "BAKEOFF_AUTOSCALE_INTERVAL_S": "2",
+            "BAKEOFF_RATE_WINDOW": "10s",
             "PYTHONUNBUFFERED": "1",
         }
         log = self.workdir / f"operator-{self.starts}.log"
@@ -116,7 +126,7 @@ class Rig:
 
 
 def _missing() -> list[str]:
-    missing = missing_e2e_tools()
+    missing = missing_e2e_tools() + missing_prometheus_tools()
     try:
         find_tool("helm")
     except ToolsMissingError as exc:
@@ -146,12 +156,20 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             events.write(f"{time.strftime('%H:%M:%S')} {line}\n")
             events.flush()
 
-        with Endpoints() as endpoints:
-            pods = PodRunner(cluster.kubeconfig, workdir / "replicas", endpoints=endpoints, on_event=log).start()
+        metrics_port = free_port()
+        prometheus = Prometheus(
+            workdir / "prometheus",
+            static_targets={"bakeoff-operator": [f"127.0.0.1:{metrics_port}"]},
+            rule_files=[RULE_FILE],
+        )
+        with Endpoints() as endpoints, prometheus:
+            pods = PodRunner(
+                cluster.kubeconfig, workdir / "replicas", prometheus=prometheus, endpoints=endpoints, on_event=log
+            ).start()
             jobs = JobRunner(
                 cluster, workdir / "jobs", endpoint_of=lambda ns, v: endpoints.ensure(ns, v).url, on_event=log
             ).start()
-            rig = Rig(cluster, workdir, kubeconfig, endpoints, pods, jobs)
+            rig = Rig(cluster, workdir, kubeconfig, endpoints, pods, jobs, prometheus, metrics_port)
             try:
                 rig.start_operator()
                 rig.took("cluster, chart, runners and operator up", time.perf_counter() - started)
