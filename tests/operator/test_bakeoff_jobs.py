@@ -118,8 +118,9 @@ def test_a_run_that_keeps_its_results_mounts_its_claim_and_says_where_they_are()
 
 
 FAKE_BAKEOFF = """#!/bin/sh
-# Records its arguments, one per line, and exits with the status named for its variant.
-out="$FAKE_DIR/$$.args"
+# Records its arguments, one per line, in a file named by the time it started (nanoseconds: the calls'
+# order) and its pid, and exits with the status named for its variant.
+out="$FAKE_DIR/$(date +%s%N)-$$.args"
 for a in "$@"; do printf '%s\\n' "$a" >> "$out"; done
 variant=""
 prev=""
@@ -142,7 +143,7 @@ def run_job_script(tmp_path: Path, start: RunStart, exits: dict[str, int]) -> tu
     script = run_script(start, "bo", "team", OWNER)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_DIR": str(tmp_path), RESULTS_DIR_ENV: str(tmp_path / "res")}
     done = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
-    calls = [p.read_text().splitlines() for p in sorted(tmp_path.glob("*.args"), key=lambda p: p.stat().st_mtime_ns)]
+    calls = [p.read_text().splitlines() for p in sorted(tmp_path.glob("*.args"), key=lambda p: p.name)]
     return done.returncode, calls, done.stdout + done.stderr
 
 
