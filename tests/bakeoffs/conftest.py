@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ from tests.support.e2e import GPUNodes, missing_e2e_tools
 from tests.support.endpoints import Endpoints
 from tests.support.fixtures import unavailable
 from tests.support.job_runner import JobRunner
-from tests.support.playground import CHART, RBAC_KINDS, RELEASE, RELEASE_NAMESPACE, PlaygroundCluster
+from tests.support.playground import CHART, RBAC_KINDS, RELEASE, RELEASE_NAMESPACE, PlaygroundCluster, http_status
 from tests.support.pod_runner import PodRunner
 from tests.support.prometheus import Prometheus, missing_prometheus_tools
 
@@ -39,16 +37,6 @@ from tests.support.prometheus import Prometheus, missing_prometheus_tools
 NODES = (GPUNodes("h100", gpus=8, count=1),)
 LOADTEST_CLUSTER_ROLE = f"{RELEASE}-loadtest"  # the chart's, for the release name `bakeoff`
 STREAMS_PER_PROCESS = 2
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
 
 
 @dataclass
@@ -102,7 +90,7 @@ class Rig:
         self.operator = operator
         self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
         wait_until(
-            lambda: operator.alive() and _status(f"http://127.0.0.1:{health}/healthz") == 200,
+            lambda: operator.alive() and http_status(f"http://127.0.0.1:{health}/healthz") == 200,
             timeout=120,
             what="the operator's /healthz",
         )

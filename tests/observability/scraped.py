@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from bakeoff_operator.api.modelvariant import ModelVariant
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_runtime.architectures import get_architecture
 from bakeoff_runtime.formats import Format
@@ -58,3 +60,23 @@ def scraped_simulator(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def placed_variant(namespace: str, name: str, fmt: Format, gpus: int, **spec: Any) -> ModelVariant:
+    """Llama 3.1 8B in `fmt` on H100s as the operator's status has placed it (`gpus` per replica), served
+    as `name`: what the autoscaler exports `bakeoff_variant_spec` from."""
+    return ModelVariant.model_validate(
+        {
+            "apiVersion": "bakeoff.dev/v1alpha1",
+            "kind": "ModelVariant",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "model": {"source": "hf://org/llama", "servedName": name},
+                "architecture": {"catalog": "llama-3.1-8b"},
+                "format": fmt.value,
+                "gpuClass": "h100",
+                **spec,
+            },
+            "status": {"resolvedGPUClass": "h100", "tensorParallelSize": gpus},
+        }
+    )

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from bakeoff_loadtest.run_summary import read_summary
-from bakeoff_operator.api.modelvariant import ModelVariant
 from bakeoff_operator.autoscaler import Autoscaler
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus as PrometheusClient
@@ -27,7 +26,7 @@ from bakeoff_operator.observability import rules
 from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
 from bakeoff_runtime.formats import Format
 
-from tests.observability.scraped import scraped_simulator
+from tests.observability.scraped import placed_variant, scraped_simulator
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
@@ -41,27 +40,12 @@ DURATION_S = 20
 TOLERANCE = 0.03
 
 
-def _placed_variant() -> ModelVariant:
-    return ModelVariant.model_validate(
-        {
-            "apiVersion": "bakeoff.dev/v1alpha1",
-            "kind": "ModelVariant",
-            "metadata": {"name": VARIANT, "namespace": NAMESPACE},
-            "spec": {
-                "model": {"source": "hf://org/llama", "servedName": SERVED},
-                "architecture": {"catalog": "llama-3.1-8b"},
-                "format": "fp8",
-                "gpuClass": "h100",
-            },
-            "status": {"resolvedGPUClass": "h100", "tensorParallelSize": GPUS_PER_REPLICA},
-        }
-    )
-
-
 def test_live_cost_per_1m_output_tokens_agrees_with_the_harness(tmp_path: Path) -> None:
     metrics = OperatorMetrics()
     metrics.price.labels("h100").set(PRICE)
-    Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics).export_specs([_placed_variant()])
+    Autoscaler(PrometheusClient("http://127.0.0.1:9"), metrics).export_specs(
+        [placed_variant(NAMESPACE, VARIANT, Format.FP8, GPUS_PER_REPLICA)]
+    )
     sel = f'{{namespace="{NAMESPACE}", variant="{VARIANT}"}}'
     with scraped_simulator(tmp_path, metrics, namespace=NAMESPACE, variant=VARIANT, fmt=Format.FP8, seed=5) as (
         sim,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from bakeoff_loadtest.verdict import METRICS, Percentiles, VerdictRow, figures
-from bakeoff_operator.api.modelvariant import ModelVariant
 from bakeoff_operator.autoscaler import Autoscaler
 from bakeoff_operator.autoscaling.decide import Decision, Limit, Policy, VariantLoad
 from bakeoff_operator.io.metrics import OperatorMetrics
@@ -28,7 +27,7 @@ from bakeoff_runtime.cost import usd_per_million_tokens_at_rate
 from bakeoff_runtime.formats import Format
 
 from tests.observability.promql import PanelQuery, awaited_in, expand, panel_queries, variable_queries
-from tests.observability.scraped import scraped_simulator
+from tests.observability.scraped import placed_variant, scraped_simulator
 from tests.support.prometheus import Prometheus
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
@@ -43,21 +42,13 @@ READY_TIMEOUT_S = 120.0
 
 
 def _export_as_the_autoscaler(metrics: OperatorMetrics) -> None:
-    mv = ModelVariant.model_validate(
-        {
-            "apiVersion": "bakeoff.dev/v1alpha1",
-            "kind": "ModelVariant",
-            "metadata": {"name": VARIANT, "namespace": NAMESPACE},
-            "spec": {
-                "model": {"source": "hf://org/llama", "servedName": SERVED},
-                "architecture": {"catalog": "llama-3.1-8b"},
-                "format": "int4",
-                "gpuClass": "h100",
-                "slo": {"ttftMs": 2000, "itlMs": 200, "e2eMs": 60000, "percentile": "p90"},
-                "serving": {"maxNumSeqs": 16},
-            },
-            "status": {"resolvedGPUClass": "h100", "tensorParallelSize": GPUS_PER_REPLICA},
-        }
+    mv = placed_variant(
+        NAMESPACE,
+        VARIANT,
+        Format.INT4,
+        GPUS_PER_REPLICA,
+        slo={"ttftMs": 2000, "itlMs": 200, "e2eMs": 60000, "percentile": "p90"},
+        serving={"maxNumSeqs": 16},
     )
     policy = Policy(
         variant=VARIANT, namespace=NAMESPACE, gpu_class="h100", gpus_per_replica=GPUS_PER_REPLICA,

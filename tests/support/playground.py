@@ -277,7 +277,7 @@ class Playground:
         )
         operator = self.operator
         wait_until(
-            lambda: operator.alive() and _status(f"http://127.0.0.1:{health_port}/healthz") == 200,
+            lambda: operator.alive() and http_status(f"http://127.0.0.1:{health_port}/healthz") == 200,
             timeout=120,
             what="the operator's /healthz",
         )
@@ -397,7 +397,8 @@ class Playground:
         return self.runner
 
 
-def _status(url: str) -> int:
+def http_status(url: str) -> int:
+    """The HTTP status `url` answers with; 0 when nothing answers."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return int(response.status)
