@@ -291,8 +291,39 @@ def test_the_residual_table_has_every_anchor_row() -> None:
     assert all(predicted > 0 and published > 0 for _, _, predicted, published in rows)
 
 
+def replica_ratios() -> dict[str, dict[str, tuple[str, float, float]]]:
+    """Use case -> format -> (deployment, QPS ratio to BF16, published ratio) when each format serves the same
+    4 H100s as data-parallel replicas: its best tensor-parallel size ("best"), or the study's synchronous
+    deployment replicated ("sync": BF16 on 2 GPUs, FP8 and W4A16 on one). A diagnostic of the async misses."""
+    sync_gpus = {fmt: gpus for m, _, gpus, fmt, _, _ in SYNC_ROWS if m == "llama-3.1-70b"}
+    table: dict[str, dict[str, tuple[str, float, float]]] = {}
+    for use_case in ASYNC_QPS:
+        w = WORKLOADS[use_case]
+        qps: dict[str, dict[int, float]] = {}
+        for fmt in ("bf16", *ASYNC_COLUMNS):
+            for tp in (1, 2, 4):
+                pm = perf("llama-3.1-70b", fmt, "h100", tp, **QUANT_STUDY_ENGINE)
+                if pm.memory.fits:
+                    qps.setdefault(fmt, {})[tp] = pm.saturation(w.prompt_tokens, w.output_tokens).max_qps * 4 / tp
+        row: dict[str, tuple[str, float, float]] = {}
+        for fmt in ASYNC_COLUMNS:
+            best_tp = max(qps[fmt], key=qps[fmt].__getitem__)
+            best = qps[fmt][best_tp] / max(qps["bf16"].values())
+            row[f"{fmt} best"] = (f"{4 // best_tp}x TP{best_tp}", best, _published_async_ratio(use_case, fmt))
+            tp = sync_gpus[fmt]
+            sync = qps[fmt][tp] / qps["bf16"][sync_gpus["bf16"]]
+            row[f"{fmt} sync"] = (f"{4 // tp}x TP{tp}", sync, _published_async_ratio(use_case, fmt))
+        table[use_case] = row
+    return table
+
+
 if __name__ == "__main__":  # .venv/bin/python tests/runtime/test_anchors.py: the residual of every row
     print(f"{'table':<28} {'row':<52} {'predicted':>9} {'published':>9} {'residual':>8}")
     for table, row, predicted, published in residual_table():
         print(f"{table:<28} {row:<52} {predicted:>9.2f} {published:>9.2f} {predicted / published - 1:>+8.0%}")
     print(f"(H-30 over context: published {H30_BAND[0]}-{H30_BAND[1]}x, shown against the band's middle)")
+    print("\nAsync QPS / BF16 when each format serves the 4 H100s as data-parallel replicas (a diagnostic):")
+    for use_case, deployments in replica_ratios().items():
+        for label, (deployment, ratio, published_ratio) in deployments.items():
+            versus = f"{ratio:>5.2f} vs {published_ratio:.2f} {ratio / published_ratio - 1:+.0%}"
+            print(f"  {use_case:<24} {label:<10} {deployment:<9} {versus}")
