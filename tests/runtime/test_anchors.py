@@ -100,7 +100,8 @@ ASYNC_COLUMNS = {"fp8": 1, "int4": 2}
 # 256-512 tokens per step 70B on 4x H100 sits at the ridge, where no kernel keeps W4A16's 3.9x fewer
 # bytes as a 1.7x lead (at 512-token steps it is compute-bound on the same 16-bit tensor cores as
 # BF16), and at 256 sequences the 16-bit KV cache, all-reduce and fixed costs, a third of the BF16
-# step, cap FP8 near 1.5x. The study's ratios are those of about 20 running sequences (see the docs).
+# step, cap FP8 near 1.5x. Where the study's own BF16 rates place its engine (23-69 running sequences) the
+# same kernel curves give every ratio within tolerance: see the diagnostic test below and the docs.
 ASYNC_MISSES = {
     ("code-completion", "fp8"): 1.496,
     ("code-completion", "int4"): 1.161,
@@ -157,7 +158,9 @@ def _async_cases() -> list[Any]:
                     f"the model misses this row: {fmt} / BF16 max QPS predicted {predicted:.2f}x, published "
                     f"{published:.2f}x, residual {predicted / published - 1:+.0%} (tolerance "
                     f"{ASYNC_RATIO_TOLERANCE:.0%}); at saturation 70B on 4x H100 runs at the ridge, where W4A16 "
-                    "is compute-bound like BF16 and format-independent KV, all-reduce and fixed costs cap FP8"
+                    "is compute-bound like BF16 and format-independent KV, all-reduce and fixed costs cap FP8; "
+                    "where the study's BF16 rate places its engine the ratio is within tolerance (see "
+                    "test_the_format_physics_gives_every_async_ratio_where_the_study_ran)"
                 )
                 marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
             cases.append(pytest.param(use_case, fmt, marks=marks, id=f"{use_case}-{fmt}"))
@@ -170,6 +173,49 @@ def test_async_max_qps_ratio_to_bf16_matches_the_study(use_case: str, fmt: str) 
     predicted = _async_qps(fmt, use_case) / _async_qps("bf16", use_case)
     assert predicted == pytest.approx(published, rel=ASYNC_RATIO_TOLERANCE), (
         f"predicted ratio {predicted:.2f} ({predicted / published - 1:+.0%})"
+    )
+
+
+def _qps_at(fmt: str, use_case: str, concurrency: int) -> float:
+    pm = perf("llama-3.1-70b", fmt, "h100", 4, **QUANT_STUDY_ENGINE)
+    w = WORKLOADS[use_case]
+    return pm.steady_state(concurrency, w.prompt_tokens, w.output_tokens).requests_per_s
+
+
+def implied_concurrency(use_case: str) -> int:
+    """Running sequences at which the model's BF16 serves the study's own BF16 rate for a use case."""
+    pm = perf("llama-3.1-70b", "bf16", "h100", 4, **QUANT_STUDY_ENGINE)
+    w = WORKLOADS[use_case]
+    cap, _ = pm.max_concurrency(w.prompt_tokens, w.output_tokens)
+    published = ASYNC_QPS[use_case][0]
+    for concurrency in range(1, cap + 1):
+        if pm.steady_state(concurrency, w.prompt_tokens, w.output_tokens).requests_per_s >= published:
+            return concurrency
+    raise AssertionError(f"{use_case}: the model's BF16 saturates below the study's {published} QPS")
+
+
+def implied_ratio(fmt: str, use_case: str) -> float:
+    concurrency = implied_concurrency(use_case)
+    return _qps_at(fmt, use_case, concurrency) / _qps_at("bf16", use_case, concurrency)
+
+
+@pytest.mark.parametrize(("use_case", "fmt"), [(u, f) for u in ASYNC_QPS for f in ASYNC_COLUMNS])
+def test_the_format_physics_gives_every_async_ratio_where_the_study_ran(use_case: str, fmt: str) -> None:
+    """A diagnostic of the four misses above, not the protocol: the study's BF16 rates are 45-65% of what
+    the model's TP-4 server sustains at its caps, so its engine ran below them. At the number of running
+    sequences where the model's BF16 serves the study's BF16 rate (69, 54, 30, 23 by use case), the same
+    kernel curves give all eight FP8 and W4A16 ratios within the table's tolerance. Using each row's BF16
+    figure to place the load would be a per-row operating point, so the protocol stays at saturation."""
+    w = WORKLOADS[use_case]
+    cap, _ = perf("llama-3.1-70b", "bf16", "h100", 4, **QUANT_STUDY_ENGINE).max_concurrency(
+        w.prompt_tokens, w.output_tokens
+    )
+    assert implied_concurrency(use_case) < cap
+    assert ASYNC_QPS[use_case][0] < 0.7 * _async_qps("bf16", use_case)
+    published = _published_async_ratio(use_case, fmt)
+    predicted = implied_ratio(fmt, use_case)
+    assert predicted == pytest.approx(published, rel=ASYNC_RATIO_TOLERANCE), (
+        f"{predicted:.2f} ({predicted / published - 1:+.0%})"
     )
 
 
@@ -322,6 +368,12 @@ if __name__ == "__main__":  # .venv/bin/python tests/runtime/test_anchors.py: th
     for table, row, predicted, published in residual_table():
         print(f"{table:<28} {row:<52} {predicted:>9.2f} {published:>9.2f} {predicted / published - 1:>+8.0%}")
     print(f"(H-30 over context: published {H30_BAND[0]}-{H30_BAND[1]}x, shown against the band's middle)")
+    print("\nAsync QPS / BF16 where the model's BF16 serves the study's BF16 rate (a diagnostic):")
+    for use_case in ASYNC_QPS:
+        for fmt in ASYNC_COLUMNS:
+            ratio, published_ratio = implied_ratio(fmt, use_case), _published_async_ratio(use_case, fmt)
+            versus = f"{ratio:>5.2f} vs {published_ratio:.2f} {ratio / published_ratio - 1:+.0%}"
+            print(f"  {use_case:<24} {fmt:<5} {implied_concurrency(use_case):>3} sequences {versus}")
     print("\nAsync QPS / BF16 when each format serves the 4 H100s as data-parallel replicas (a diagnostic):")
     for use_case, deployments in replica_ratios().items():
         for label, (deployment, ratio, published_ratio) in deployments.items():
