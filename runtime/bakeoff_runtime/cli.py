@@ -3,12 +3,15 @@ variants before any GPU is spent.
 
     bakeoff predict --model llama-3.1-70b --format fp8 --gpu h100 --gpus 1 --workload code-completion --mode sync
     bakeoff predict --model llama-3.1-8b --format all --gpu all --workload all --mode both --json
+    bakeoff predict --model llama-3.1-70b --format bf16,fp8,int4 --gpus 4 --workload rag --mode async --concurrency 32
 
 `--model`, `--format`, `--gpu` and `--workload` take one name, a comma-separated list or `all`.
 Variants are sized by the same policy as a ModelVariant's status and deployment
 (`bakeoff_runtime.placement`): without `--gpus` each gets the smallest tensor-parallel size that
 fits; without `--max-model-len`, exactly room for its workload (prompt + output tokens); without
-`--max-num-batched-tokens`, that length clamped to 8192..16384.
+`--max-num-batched-tokens`, that length clamped to 8192..16384. Async mode predicts saturation (the
+queue never empties); `--concurrency N` predicts N requests in flight instead, each replaced as it
+finishes, as a load test at one concurrency drives the server.
 """
 
 from __future__ import annotations
@@ -177,6 +180,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ttft-slo", type=float, default=None, help="TTFT p99 target, seconds: adds qps_at_slo.")
     parser.add_argument("--itl-slo", type=float, default=None, help="ITL p99 target, seconds: adds qps_at_slo.")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="Async mode with this many requests in flight (a closed loop of clients) instead of saturation.",
+    )
 
 
 def add_parser(subparsers: Any) -> None:
@@ -249,9 +258,15 @@ def predict_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
         ("--max-num-seqs", args.max_num_seqs),
         ("--max-num-batched-tokens", args.max_num_batched_tokens),
         ("--gpus", args.gpus),
+        ("--concurrency", args.concurrency),
     ):
         if value is not None and value < 1:
             raise PredictUsageError(f"{name} {value}: give a whole number >= 1")
+    if args.concurrency is not None and args.mode == "sync":
+        raise PredictUsageError(
+            f"--concurrency {args.concurrency} applies to async mode (one request at a time is sync): "
+            "use --mode async or --mode both"
+        )
     if args.price_per_gpu_hour is not None and args.price_per_gpu_hour < 0:
         raise PredictUsageError("--price-per-gpu-hour must be >= 0")
     modes = ["sync", "async"] if args.mode == "both" else [args.mode]
@@ -285,6 +300,7 @@ def predict_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
                             price_per_gpu_hour=args.price_per_gpu_hour,
                             ttft_slo_s=args.ttft_slo,
                             itl_slo_s=args.itl_slo,
+                            clients=args.concurrency if mode == "async" else None,
                         )
                         row = prediction.model_dump(mode="json")
                         if no_fit:
@@ -328,6 +344,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("output_tokens_per_s_per_gpu", "out tok/s/GPU"),
         ("cost_per_1m_output_tokens_usd", "$/1M out"),
     ]
+    if any(r.get("clients") is not None for r in rows):
+        columns.insert(columns.index(("latency_s", "latency s")), ("clients", "clients"))
+        columns[columns.index(("max_qps", "max QPS"))] = ("max_qps", "QPS")
     if any(r.get("qps_at_slo") is not None for r in rows):
         columns.insert(columns.index(("concurrency", "batch")), ("qps_at_slo", "QPS@SLO"))
     if any(r.get("pipeline_parallel", 1) > 1 for r in rows):

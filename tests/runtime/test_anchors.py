@@ -177,9 +177,11 @@ def test_async_max_qps_ratio_to_bf16_matches_the_study(use_case: str, fmt: str) 
 
 
 def _qps_at(fmt: str, use_case: str, concurrency: int) -> float:
+    """`bakeoff predict --mode async --concurrency N`: N requests in flight."""
     pm = perf("llama-3.1-70b", fmt, "h100", 4, **QUANT_STUDY_ENGINE)
-    w = WORKLOADS[use_case]
-    return pm.steady_state(concurrency, w.prompt_tokens, w.output_tokens).requests_per_s
+    qps = pm.predict(WORKLOADS[use_case], "async", clients=concurrency).max_qps
+    assert qps is not None
+    return qps
 
 
 def implied_concurrency(use_case: str) -> int:

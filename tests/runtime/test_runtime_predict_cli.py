@@ -204,6 +204,60 @@ def test_price_override(capsys: pytest.CaptureFixture[str]) -> None:
     assert ratio == pytest.approx(0.35 / 0.70)
 
 
+def _async_row(capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, object]:
+    code, out, err = _run(
+        capsys,
+        *("--model", "llama-3.1-70b", "--format", "bf16", "--gpus", "4", "--workload", "rag", "--mode", "async"),
+        *("--json", *extra),
+    )
+    assert code == 0, err
+    row: dict[str, object] = json.loads(out)
+    return row
+
+
+def test_concurrency_predicts_that_many_requests_in_flight_below_saturation(capsys: pytest.CaptureFixture[str]) -> None:
+    saturation = _async_row(capsys)
+    assert saturation["clients"] is None
+    cap = saturation["concurrency"]
+    assert isinstance(cap, int)
+    rows = [_async_row(capsys, "--concurrency", str(n)) for n in (1, 8, 32, cap)]
+    qps = [r["max_qps"] for r in rows]
+    assert qps == sorted(qps), "more requests in flight never serve fewer per second"
+    assert [r["concurrency"] for r in rows] == [1, 8, 32, cap]
+    assert all(r["limited_by"] == "clients" for r in rows)
+    assert rows[-1]["max_qps"] == pytest.approx(saturation["max_qps"], rel=0.02)
+    for r in rows:  # Little's law: requests in flight = rate x time in the system
+        assert r["clients"] * 1.0 == pytest.approx(r["max_qps"] * r["latency_s"], rel=0.05)
+
+
+def test_concurrency_beyond_the_engines_cap_queues_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    saturation = _async_row(capsys)
+    cap = saturation["concurrency"]
+    assert isinstance(cap, int)
+    row = _async_row(capsys, "--concurrency", str(2 * cap))
+    assert row["concurrency"] == cap
+    assert row["limited_by"] == saturation["limited_by"]
+    assert row["max_qps"] == pytest.approx(saturation["max_qps"], rel=0.02)
+    assert row["ttft_s"] > saturation["ttft_s"] + 0.9 * cap / saturation["max_qps"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("--concurrency", "0"), "--concurrency 0: give a whole number >= 1"),
+        (("--concurrency", "8", "--mode", "sync"), "--concurrency 8 applies to async mode"),
+    ],
+    ids=["zero", "sync"],
+)
+def test_bad_concurrency_exits_2_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], said: str
+) -> None:
+    code, out, err = _run(capsys, "--model", "llama-3.1-8b", "--format", "bf16", "--workload", "rag", *argv)
+    assert code == EXIT_USAGE
+    assert out == ""
+    assert said in err
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "listed"),
     [

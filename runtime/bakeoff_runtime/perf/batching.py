@@ -22,6 +22,7 @@ class LimitedBy(StrEnum):
     TOKEN_BUDGET = "token_budget"
     DOES_NOT_FIT = "does not fit"
     ONE_REQUEST = "one request at a time"  # sync mode: the client, not the engine
+    CLIENTS = "clients"  # async at a fixed concurrency below the engine's caps: the load, not the engine
 
 
 class Saturation(BaseModel):

@@ -83,6 +83,7 @@ class PerformanceModel:
         ttft_slo_s: float | None = None,
         itl_slo_s: float | None = None,
         slo_percentile: float = 0.99,
+        clients: int | None = None,
     ) -> Prediction:
         return predict(
             self.batching,
@@ -92,4 +93,5 @@ class PerformanceModel:
             ttft_slo_s=ttft_slo_s,
             itl_slo_s=itl_slo_s,
             slo_percentile=slo_percentile,
+            clients=clients,
         )

@@ -1,5 +1,7 @@
 """Everything `bakeoff predict` reports for one variant and workload: latency, throughput, the rate
-under an SLO, tokens per second and cost, in sync (one request at a time) or async (saturation) mode."""
+under an SLO, tokens per second and cost, in sync (one request at a time) or async mode: continuous batching
+at saturation, or at a fixed number of requests in flight (a closed loop of clients, as a load test at one
+concurrency drives it)."""
 
 from __future__ import annotations
 
@@ -27,12 +29,22 @@ class Prediction(BaseModel):
     workload: str
     prompt_tokens: int
     output_tokens: int
-    mode: str = Field(description="sync (one request at a time) or async (continuous batching at saturation).")
+    mode: str = Field(
+        description="sync (one request at a time) or async (continuous batching: at saturation, or with `clients`)."
+    )
+    clients: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests the load keeps in flight (async at a fixed concurrency); None: saturation, or sync.",
+    )
     fits: bool
     reason: str
     execution: str = Field(description="native, weight-only-fallback or unsupported.")
     kernel: str
-    latency_s: float | None = Field(description="End-to-end latency (sync: alone; async: at saturation).")
+    latency_s: float | None = Field(
+        description="End-to-end latency (sync: alone; async: at saturation, or with `clients` in flight, queueing "
+        "included)."
+    )
     ttft_s: float | None
     itl_s: float | None
     max_qps: float | None
@@ -57,7 +69,12 @@ def predict(
     ttft_slo_s: float | None = None,
     itl_slo_s: float | None = None,
     slo_percentile: float = 0.99,
+    clients: int | None = None,
 ) -> Prediction:
+    """`clients` (async only): that many requests in flight, each replaced as it finishes; without it, the
+    queue never empties (saturation)."""
+    if clients is not None and (mode != "async" or clients < 1):
+        raise ValueError(f"clients {clients}: a whole number >= 1, in async mode only")
     v = batching.variant
     plan = batching.memory
     price = v.hourly_price(price_per_gpu_hour)
@@ -100,7 +117,7 @@ def predict(
             base["reason"] = (
                 f"prompt + output ({p + o} tokens) exceed max_model_len {v.max_model_len}: raise max_model_len"
             )
-        return Prediction(**base, **empty)
+        return Prediction(**base, **empty, clients=clients)
     slo = ttft_slo_s is not None or itl_slo_s is not None
     if mode == "sync":
         lat = batching.steps.sync_latency(p, o)
@@ -112,6 +129,21 @@ def predict(
             "max_qps": qps,
             "concurrency": 1,
             "limited_by": LimitedBy.ONE_REQUEST,
+        }
+    elif mode == "async" and clients is not None:
+        cap, limit = batching.max_concurrency(p, o)
+        running = min(clients, cap)
+        state = batching.steady_state(running, p, o)
+        qps = state.requests_per_s
+        # Beyond the engine's cap the rest wait: by Little's law each spends (clients - running) / qps queued.
+        wait = (clients - running) / qps if qps > 0 else 0.0
+        values = {
+            "latency_s": wait + state.ttft_s + (o - 1) * state.itl_s + batching.steps.eff.request_overhead_s,
+            "ttft_s": wait + state.ttft_s,
+            "itl_s": state.itl_s,
+            "max_qps": qps,
+            "concurrency": running,
+            "limited_by": LimitedBy.CLIENTS if clients <= cap else limit,
         }
     elif mode == "async":
         sat = batching.saturation(p, o)
@@ -131,6 +163,7 @@ def predict(
     return Prediction(
         **base,
         **values,
+        clients=clients,
         qps_at_slo=qps_at_slo(batching, p, o, ttft_s=ttft_slo_s, itl_s=itl_slo_s, percentile=slo_percentile)
         if slo
         else None,
