@@ -40,6 +40,11 @@ def spec_samples(metrics: OperatorMetrics) -> dict[tuple[tuple[str, str], ...], 
     return {tuple(sorted(s.labels.items())): s.value for f in families for s in f.samples}
 
 
+def spec_fields(metrics: OperatorMetrics) -> dict[tuple[str, str], float]:
+    """(variant, field) -> value of every exported `bakeoff_variant_spec` sample."""
+    return {(dict(k)["variant"], dict(k)["field"]): v for k, v in spec_samples(metrics).items()}
+
+
 @pytest.mark.parametrize(
     ("slo", "expected"),
     [
@@ -141,8 +146,7 @@ def test_the_autoscaler_exports_the_spec_of_every_deployed_variant_and_removes_i
     auto = placed(model_variant("auto", **AUTOSCALED))
     fixed = placed(model_variant("fixed", slo={"e2eMs": 30000}), "l40s", 1)
     autoscaler.export_specs([auto, fixed, model_variant("unplaced")])
-    fields = {(dict(k)["variant"], dict(k)["field"]): v for k, v in spec_samples(metrics).items()}
-    assert fields == {
+    assert spec_fields(metrics) == {
         ("auto", "gpus_per_replica"): 2.0,
         ("auto", "replicas"): 1.0,
         ("auto", "max_num_seqs"): 256.0,

@@ -11,7 +11,7 @@ from bakeoff_operator.autoscaler import Autoscaler
 from bakeoff_operator.io.metrics import OperatorMetrics
 from bakeoff_operator.io.prometheus import Prometheus
 
-from tests.observability.test_observability_spec import spec_samples
+from tests.observability.test_observability_spec import spec_fields, spec_samples
 from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.cluster
@@ -56,8 +56,7 @@ def test_a_round_exports_the_spec_of_every_placed_variant(control_plane: Control
     # Prometheus does not answer: the autoscaled variant keeps its replicas, the spec is exported all the same.
     autoscaler = Autoscaler(Prometheus("http://127.0.0.1:9"), metrics, namespaces=[namespace])
     autoscaler.tick()
-    fields = {(dict(k)["variant"], dict(k)["field"]): v for k, v in spec_samples(metrics).items()}
-    assert fields == {
+    assert spec_fields(metrics) == {
         ("auto", "gpus_per_replica"): 2.0,
         ("auto", "replicas"): 1.0,
         ("auto", "max_num_seqs"): 256.0,

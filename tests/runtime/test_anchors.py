@@ -222,17 +222,21 @@ def _sync_costs_per_query(model: str, latency: dict[str, float]) -> dict[str, fl
     return {fmt: latency[fmt] * price / 3600 for m, _, _, fmt, price, _ in SYNC_ROWS if m == model}
 
 
-@pytest.mark.parametrize("model", ["llama-3.1-8b", "llama-3.1-70b"])
-@pytest.mark.parametrize("use_case", ["code-completion", "instruction-following", "summarization"])
-def test_w4a16_is_two_to_three_times_cheaper_per_query_in_sync_serving(model: str, use_case: str) -> None:
-    predicted_latency = {
+def _sync_costs(model: str, use_case: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Cost per query of each format at the study's sync deployment: (predicted, from the study's latencies)."""
+    predicted = {
         fmt: _latency(perf(m, fmt, gpu, gpus, **QUANT_STUDY_ENGINE), use_case)
         for m, gpu, gpus, fmt, _, _ in SYNC_ROWS
         if m == model
     }
-    published_latency = {fmt: latencies[use_case] for m, _, _, fmt, _, latencies in SYNC_ROWS if m == model}
-    costs = _sync_costs_per_query(model, predicted_latency)
-    published = _sync_costs_per_query(model, published_latency)
+    published = {fmt: latencies[use_case] for m, _, _, fmt, _, latencies in SYNC_ROWS if m == model}
+    return _sync_costs_per_query(model, predicted), _sync_costs_per_query(model, published)
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "llama-3.1-70b"])
+@pytest.mark.parametrize("use_case", ["code-completion", "instruction-following", "summarization"])
+def test_w4a16_is_two_to_three_times_cheaper_per_query_in_sync_serving(model: str, use_case: str) -> None:
+    costs, published = _sync_costs(model, use_case)
     assert min(costs, key=costs.__getitem__) == "int4", costs
     ratio = costs["bf16"] / costs["int4"]
     lo, hi = COST_RATIO_HEADLINE
@@ -278,14 +282,7 @@ def residual_table() -> list[tuple[str, str, float, float]]:
             )
     for model in ("llama-3.1-8b", "llama-3.1-70b"):
         for use_case in ("code-completion", "instruction-following", "summarization"):
-            latency = {
-                fmt: _latency(perf(m, fmt, gpu, gpus, **QUANT_STUDY_ENGINE), use_case)
-                for m, gpu, gpus, fmt, _, _ in SYNC_ROWS
-                if m == model
-            }
-            published_latency = {fmt: lat[use_case] for m, _, _, fmt, _, lat in SYNC_ROWS if m == model}
-            costs = _sync_costs_per_query(model, latency)
-            published = _sync_costs_per_query(model, published_latency)
+            costs, published = _sync_costs(model, use_case)
             rows.append(
                 (
                     "cost BF16 / W4A16",
